@@ -1,0 +1,1 @@
+//! Throwaway hosts for kernel tests.
