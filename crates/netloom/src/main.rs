@@ -1,0 +1,37 @@
+//! The `netloom` binary: parse, call the engine, print.
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+use std::process::ExitCode;
+
+fn init_logging(verbose: u8) {
+    use tracing_subscriber::filter::LevelFilter;
+    let from_env = std::env::var("NETLOOM_LOG")
+        .ok()
+        .and_then(|v| v.parse::<LevelFilter>().ok());
+    let level = match verbose {
+        0 => from_env.unwrap_or(LevelFilter::WARN),
+        1 => LevelFilter::INFO,
+        2 => LevelFilter::DEBUG,
+        _ => LevelFilter::TRACE,
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(level)
+        .with_target(false)
+        .init();
+}
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_logging(cli.verbose);
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("netloom: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

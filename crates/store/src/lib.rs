@@ -1,0 +1,49 @@
+//! netloom's persistent state behind the [`Store`] trait.
+//!
+//! [`SqliteStore`] is the embedded default: one SQLite file in the state
+//! directory, WAL mode, every mutation in one `BEGIN IMMEDIATE` transaction,
+//! and UNIQUE constraints that make a double allocation impossible even if
+//! the code above them is wrong. Safe across concurrent processes.
+
+mod error;
+mod schema;
+mod sqlite;
+
+pub use error::StoreError;
+pub use sqlite::SqliteStore;
+
+use netloom_model::{Allocation, Lease, Network, NetworkRequest, State};
+use std::net::IpAddr;
+
+/// Persistent state. Every mutation is atomic: it happens whole or not at all.
+pub trait Store {
+    /// Validates and records a network, allocating its gateways and
+    /// reserved addresses. Refuses a subnet overlapping another network's
+    /// in the same address space.
+    fn create_network(&mut self, request: &NetworkRequest) -> Result<Network, StoreError>;
+    /// A network by name or id.
+    fn network(&mut self, name_or_id: &str) -> Result<Network, StoreError>;
+    fn networks(&mut self) -> Result<Vec<Network>, StoreError>;
+    /// Removes a network. While owners hold addresses on it, refuses
+    /// (naming them) unless `force`, which releases them too.
+    fn remove_network(&mut self, name_or_id: &str, force: bool) -> Result<Network, StoreError>;
+    /// Gives `owner` one address per family of the network: the requested
+    /// one where given (at most one per family), else the next free one by
+    /// the network's policy. In pooled mode each address comes with a
+    /// private gateway taken from the pool right after it.
+    fn allocate(
+        &mut self,
+        network: &str,
+        owner: &str,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Lease>, StoreError>;
+    /// Releases everything `owner` holds on the network; returns what was
+    /// released (nothing, without error, when the owner held nothing).
+    fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, StoreError>;
+    /// What `owner` holds on the network.
+    fn leases(&mut self, network: &str, owner: &str) -> Result<Vec<Lease>, StoreError>;
+    /// Every allocation on a network, in address order.
+    fn allocations(&mut self, network: &str) -> Result<Vec<Allocation>, StoreError>;
+    /// The whole state, for invariant checks.
+    fn snapshot(&mut self) -> Result<State, StoreError>;
+}

@@ -1,0 +1,44 @@
+//! The SQLite schema.
+//!
+//! Addresses are 16-byte big-endian BLOBs (IPv4 in the low 4 bytes), so
+//! byte order is numeric order and index range scans find free addresses.
+//! A network's full description is one JSON document; the columns beside it
+//! exist to be indexed or constrained.
+
+pub const VERSION: i64 = 1;
+
+pub const CREATE: &str = r#"
+CREATE TABLE networks (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    address_space TEXT NOT NULL,
+    doc           TEXT NOT NULL
+);
+
+-- One row per subnet, for overlap queries and the sequential cursor.
+CREATE TABLE subnets (
+    network_id    TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    idx           INTEGER NOT NULL,
+    address_space TEXT NOT NULL,
+    family        INTEGER NOT NULL CHECK (family IN (4, 6)),
+    first         BLOB NOT NULL,
+    last          BLOB NOT NULL,
+    cursor        BLOB,
+    PRIMARY KEY (network_id, idx)
+) WITHOUT ROWID;
+CREATE INDEX subnets_by_space ON subnets (address_space, family, first);
+
+-- Every allocated address, with its one owner. The primary key makes a
+-- double allocation impossible; the unique key gives an owner at most one
+-- address of a kind per family (gateways are keyed by subnet index).
+CREATE TABLE allocations (
+    network_id    TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    family        INTEGER NOT NULL CHECK (family IN (4, 6)),
+    addr          BLOB NOT NULL CHECK (length(addr) = 16),
+    subnet_idx    INTEGER NOT NULL,
+    owner_kind    TEXT NOT NULL CHECK (owner_kind IN ('endpoint', 'peer-gateway', 'gateway', 'reserved')),
+    owner         TEXT NOT NULL,
+    PRIMARY KEY (network_id, family, addr),
+    UNIQUE (network_id, owner_kind, owner, family)
+) WITHOUT ROWID;
+"#;

@@ -1,0 +1,656 @@
+//! The SQLite implementation of [`Store`].
+
+use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use netloom_model::addr::{from_u128, to_u128};
+use netloom_model::alloc::{first_free, search_order};
+use netloom_model::network::first_overlap;
+use netloom_model::{
+    Allocation, Family, Lease, Mode, ModelError, Network, NetworkRequest, Owner, State,
+};
+
+use crate::schema;
+use crate::{Store, StoreError};
+
+/// File name of the database inside the state directory.
+pub const DB_FILE: &str = "state.db";
+
+/// How long a writer waits for another process's transaction.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct SqliteStore {
+    conn: Connection,
+    path: PathBuf,
+}
+
+fn blob(n: u128) -> [u8; 16] {
+    n.to_be_bytes()
+}
+
+fn unblob(b: &[u8]) -> Option<u128> {
+    Some(u128::from_be_bytes(b.try_into().ok()?))
+}
+
+/// Wraps a rusqlite error with the operation it failed in.
+trait Ctx<T> {
+    fn ctx(self, store: &Path, op: &str) -> Result<T, StoreError>;
+}
+
+impl<T> Ctx<T> for rusqlite::Result<T> {
+    fn ctx(self, path: &Path, op: &str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Db {
+            path: path.to_path_buf(),
+            op: op.to_string(),
+            source,
+        })
+    }
+}
+
+fn random_id() -> Result<String, std::io::Error> {
+    use std::io::Read;
+    let mut bytes = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl SqliteStore {
+    /// Opens (creating when missing) the store in `state_dir`.
+    pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|source| StoreError::Dir {
+            path: state_dir.to_path_buf(),
+            source,
+        })?;
+        let path = state_dir.join(DB_FILE);
+        let conn = Connection::open(&path).ctx(&path, "open")?;
+        conn.busy_timeout(BUSY_TIMEOUT)
+            .ctx(&path, "set busy timeout")?;
+        // WAL keeps the file consistent on a crash; NORMAL syncs at
+        // checkpoints only. A power loss may forget the last transactions,
+        // but the kernel objects they describe are gone with the reboot too.
+        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+            .ctx(&path, "configure connection")?;
+        let mut store = SqliteStore { conn, path };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn migrate(&mut self) -> Result<(), StoreError> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .ctx(&self.path, "read schema version")?;
+        if version == schema::VERSION {
+            return Ok(());
+        }
+        if version > schema::VERSION {
+            return Err(StoreError::Corrupt {
+                path: self.path.clone(),
+                what: format!(
+                    "schema version {version} (this netloom knows up to {})",
+                    schema::VERSION
+                ),
+            });
+        }
+        let mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .ctx(&self.path, "switch to WAL")?;
+        tracing::debug!(journal_mode = %mode, "state database opened for the first time");
+        let path = self.path.clone();
+        let tx = self.tx()?;
+        let version: i64 = tx
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .ctx(&path, "read schema version")?;
+        if version == 0 {
+            tx.execute_batch(schema::CREATE)
+                .ctx(&path, "create schema")?;
+            tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))
+                .ctx(&path, "set schema version")?;
+        }
+        tx.commit().ctx(&path, "commit schema")
+    }
+
+    fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
+        self.conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx(&self.path, "begin transaction")
+    }
+
+    /// Runs `f` in one immediate transaction, committing on success.
+    fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let path = self.path.clone();
+        let tx = self.tx()?;
+        let out = f(&tx, &path)?;
+        tx.commit().ctx(&path, "commit")?;
+        Ok(out)
+    }
+}
+
+fn load_network(conn: &Connection, path: &Path, key: &str) -> Result<Network, StoreError> {
+    let doc: Option<String> = conn
+        .prepare_cached("SELECT doc FROM networks WHERE name = ?1 OR id = ?1 LIMIT 1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+        .ctx(path, "read network")?;
+    let doc = doc.ok_or_else(|| ModelError::NoSuchNetwork {
+        name: key.to_string(),
+    })?;
+    parse_doc(path, &doc)
+}
+
+fn parse_doc(path: &Path, doc: &str) -> Result<Network, StoreError> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt {
+        path: path.to_path_buf(),
+        what: format!("a network record ({e})"),
+    })
+}
+
+fn corrupt(path: &Path, what: &str) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+    }
+}
+
+/// Who holds `ip` on the network, if anyone.
+fn holder(
+    conn: &Connection,
+    path: &Path,
+    net: &Network,
+    ip: IpAddr,
+) -> Result<Option<Owner>, StoreError> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached(
+            "SELECT owner_kind, owner FROM allocations WHERE network_id = ?1 AND family = ?2 AND addr = ?3",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                params![net.id, Family::of(&ip).number(), blob(to_u128(ip))],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+        })
+        .ctx(path, "look up address")?;
+    row.map(|(k, o)| owner_from_row(path, &k, &o)).transpose()
+}
+
+fn owner_from_row(path: &Path, kind: &str, id: &str) -> Result<Owner, StoreError> {
+    Owner::from_parts(kind, id).ok_or_else(|| corrupt(path, &format!("owner kind {kind:?}")))
+}
+
+fn insert(
+    conn: &Connection,
+    path: &Path,
+    net: &Network,
+    subnet_idx: usize,
+    ip: IpAddr,
+    owner: &Owner,
+) -> Result<(), StoreError> {
+    let owner_id = match owner {
+        Owner::Gateway => subnet_idx.to_string(),
+        other => other.id().to_string(),
+    };
+    let res = conn
+        .prepare_cached(
+            "INSERT INTO allocations (network_id, family, addr, subnet_idx, owner_kind, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                net.id,
+                Family::of(&ip).number(),
+                blob(to_u128(ip)),
+                subnet_idx as i64,
+                owner.kind(),
+                owner_id
+            ])
+        });
+    match res {
+        Ok(_) => Ok(()),
+        // The constraint stands even if the checks above it were wrong.
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            match holder(conn, path, net, ip)? {
+                Some(h) => Err(ModelError::AlreadyAllocated {
+                    network: net.name.clone(),
+                    ip,
+                    holder: h,
+                }
+                .into()),
+                None => Err(e).ctx(path, "record allocation"),
+            }
+        }
+        Err(e) => Err(e).ctx(path, "record allocation"),
+    }
+}
+
+/// The next free address of a family by the network's policy, searching its
+/// subnets of that family in order; moves the subnet's cursor.
+fn take_dynamic(
+    conn: &Connection,
+    path: &Path,
+    net: &Network,
+    family: Family,
+) -> Result<(usize, IpAddr), StoreError> {
+    let mut pools = Vec::new();
+    for (idx, s) in net
+        .subnets
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.family() == family)
+    {
+        let (lo, hi) = s.pool_bounds();
+        pools.push((s.pool_cidr(), s.pool_size()));
+        let cursor: Option<Vec<u8>> = conn
+            .prepare_cached("SELECT cursor FROM subnets WHERE network_id = ?1 AND idx = ?2")
+            .and_then(|mut st| st.query_row(params![net.id, idx as i64], |r| r.get(0)))
+            .ctx(path, "read cursor")?;
+        let cursor = cursor.as_deref().and_then(unblob);
+        for (from, to) in search_order(net.ipam_policy, lo, hi, cursor) {
+            let mut scan = conn
+                .prepare_cached(
+                    "SELECT addr FROM allocations WHERE network_id = ?1 AND family = ?2 AND addr >= ?3 AND addr <= ?4 ORDER BY addr",
+                )
+                .ctx(path, "scan allocations")?;
+            let mut rows = scan
+                .query(params![net.id, family.number(), blob(from), blob(to)])
+                .ctx(path, "scan allocations")?;
+            let mut failed = None;
+            let taken = std::iter::from_fn(|| match rows.next() {
+                Ok(Some(row)) => match row.get_ref(0).map(|v| v.as_blob().ok().and_then(unblob)) {
+                    Ok(Some(n)) => Some(n),
+                    _ => {
+                        failed = Some(corrupt(path, "an allocated address"));
+                        None
+                    }
+                },
+                Ok(None) => None,
+                Err(e) => {
+                    failed = Some(StoreError::Db {
+                        path: path.to_path_buf(),
+                        op: "scan allocations".into(),
+                        source: e,
+                    });
+                    None
+                }
+            });
+            let found = first_free(from, to, taken);
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            if let Some(n) = found {
+                conn.prepare_cached(
+                    "UPDATE subnets SET cursor = ?3 WHERE network_id = ?1 AND idx = ?2",
+                )
+                .and_then(|mut st| st.execute(params![net.id, idx as i64, blob(n)]))
+                .ctx(path, "move cursor")?;
+                return Ok((idx, from_u128(family, n)));
+            }
+        }
+    }
+    Err(ModelError::Exhausted {
+        network: net.name.clone(),
+        family,
+        pools,
+    }
+    .into())
+}
+
+fn lease(net: &Network, subnet_idx: usize, ip: IpAddr, peer_gateway: Option<IpAddr>) -> Lease {
+    let s = &net.subnets[subnet_idx];
+    let (prefix, gateway) = match net.mode {
+        Mode::Shared => (s.subnet.prefix(), s.gateway),
+        Mode::Pooled => (Family::of(&ip).bits(), peer_gateway),
+    };
+    Lease {
+        family: Family::of(&ip),
+        address: format!("{ip}/{prefix}"),
+        ip,
+        gateway,
+        subnet: s.subnet,
+    }
+}
+
+fn rows_to_allocations(
+    path: &Path,
+    net: &Network,
+    rows: Vec<(i64, Vec<u8>, i64, String, String)>,
+) -> Result<Vec<Allocation>, StoreError> {
+    rows.into_iter()
+        .map(|(fam, addr, idx, kind, owner)| {
+            let family =
+                Family::from_number(fam).ok_or_else(|| corrupt(path, "an address family"))?;
+            let n = unblob(&addr).ok_or_else(|| corrupt(path, "an allocated address"))?;
+            let subnet = net
+                .subnets
+                .get(idx as usize)
+                .map(|s| s.subnet)
+                .ok_or_else(|| {
+                    corrupt(
+                        path,
+                        &format!("subnet index {idx} of network {:?}", net.name),
+                    )
+                })?;
+            Ok(Allocation {
+                network: net.name.clone(),
+                subnet,
+                address: from_u128(family, n),
+                owner: owner_from_row(path, &kind, &owner)?,
+            })
+        })
+        .collect()
+}
+
+fn network_allocations(
+    conn: &Connection,
+    path: &Path,
+    net: &Network,
+) -> Result<Vec<Allocation>, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT family, addr, subnet_idx, owner_kind, owner FROM allocations WHERE network_id = ?1 ORDER BY family, addr",
+        )
+        .and_then(|mut s| {
+            s.query_map([&net.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+                .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(path, "list allocations")?;
+    rows_to_allocations(path, net, rows)
+}
+
+fn owner_allocations(
+    conn: &Connection,
+    path: &Path,
+    net: &Network,
+    owner: &str,
+) -> Result<Vec<Allocation>, StoreError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT family, addr, subnet_idx, owner_kind, owner FROM allocations
+             WHERE network_id = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2
+             ORDER BY family, owner_kind",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![net.id, owner], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()
+        })
+        .ctx(path, "list owner's allocations")?;
+    rows_to_allocations(path, net, rows)
+}
+
+fn leases_of(net: &Network, allocs: &[Allocation]) -> Vec<Lease> {
+    allocs
+        .iter()
+        .filter(|a| matches!(a.owner, Owner::Endpoint(_)))
+        .map(|a| {
+            let idx = net
+                .subnets
+                .iter()
+                .position(|s| s.subnet == a.subnet)
+                .unwrap_or(0);
+            let peer = allocs
+                .iter()
+                .find(|g| {
+                    matches!(g.owner, Owner::PeerGateway(_))
+                        && Family::of(&g.address) == Family::of(&a.address)
+                })
+                .map(|g| g.address);
+            lease(net, idx, a.address, peer)
+        })
+        .collect()
+}
+
+impl Store for SqliteStore {
+    fn create_network(&mut self, request: &NetworkRequest) -> Result<Network, StoreError> {
+        let id = random_id().map_err(|source| StoreError::Dir {
+            path: PathBuf::from("/dev/urandom"),
+            source,
+        })?;
+        let net = request.validate(&id)?;
+        self.write(|tx, path| {
+            let exists: bool = tx
+                .query_row("SELECT 1 FROM networks WHERE name = ?1", [&net.name], |_| Ok(true))
+                .optional()
+                .ctx(path, "look up network")?
+                .unwrap_or(false);
+            if exists {
+                return Err(ModelError::NetworkExists { name: net.name.clone() }.into());
+            }
+            for s in &net.subnets {
+                let other: Option<String> = tx
+                    .query_row(
+                        "SELECT n.doc FROM subnets s JOIN networks n ON n.id = s.network_id
+                         WHERE s.address_space = ?1 AND s.family = ?2 AND s.first <= ?4 AND s.last >= ?3 LIMIT 1",
+                        params![
+                            net.address_space,
+                            s.family().number(),
+                            blob(s.subnet.first()),
+                            blob(s.subnet.last())
+                        ],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .ctx(path, "check overlaps")?;
+                if let Some(doc) = other {
+                    let other = parse_doc(path, &doc)?;
+                    let (subnet, other_subnet) =
+                        first_overlap(&net, &other).ok_or_else(|| corrupt(path, "a subnet row"))?;
+                    return Err(ModelError::Overlap {
+                        network: net.name.clone(),
+                        subnet,
+                        other_network: other.name,
+                        other_subnet,
+                        address_space: net.address_space.clone(),
+                    }
+                    .into());
+                }
+            }
+            let doc = serde_json::to_string(&net).expect("a network serialises");
+            tx.execute(
+                "INSERT INTO networks (id, name, address_space, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![net.id, net.name, net.address_space, doc],
+            )
+            .ctx(path, "record network")?;
+            for (idx, s) in net.subnets.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO subnets (network_id, idx, address_space, family, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        net.id,
+                        idx as i64,
+                        net.address_space,
+                        s.family().number(),
+                        blob(s.subnet.first()),
+                        blob(s.subnet.last())
+                    ],
+                )
+                .ctx(path, "record subnet")?;
+                if let Some(gw) = s.gateway {
+                    insert(tx, path, &net, idx, gw, &Owner::Gateway)?;
+                }
+                for (name, ip) in &s.aux_addresses {
+                    insert(tx, path, &net, idx, *ip, &Owner::Reserved(name.clone()))?;
+                }
+            }
+            Ok(net.clone())
+        })
+    }
+
+    fn network(&mut self, name_or_id: &str) -> Result<Network, StoreError> {
+        load_network(&self.conn, &self.path, name_or_id)
+    }
+
+    fn networks(&mut self) -> Result<Vec<Network>, StoreError> {
+        let docs: Vec<String> = self
+            .conn
+            .prepare_cached("SELECT doc FROM networks ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .ctx(&self.path, "list networks")?;
+        docs.iter().map(|d| parse_doc(&self.path, d)).collect()
+    }
+
+    fn remove_network(&mut self, name_or_id: &str, force: bool) -> Result<Network, StoreError> {
+        self.write(|tx, path| {
+            let net = load_network(tx, path, name_or_id)?;
+            if !force {
+                let owners: Vec<String> = tx
+                    .prepare_cached(
+                        "SELECT DISTINCT owner FROM allocations WHERE network_id = ?1 AND owner_kind = 'endpoint' ORDER BY owner",
+                    )
+                    .and_then(|mut s| s.query_map([&net.id], |r| r.get(0))?.collect())
+                    .ctx(path, "list owners")?;
+                if !owners.is_empty() {
+                    let shown: Vec<String> = owners.iter().take(10).map(|o| format!("{o:?}")).collect();
+                    let more = if owners.len() > 10 {
+                        format!(" and {} more", owners.len() - 10)
+                    } else {
+                        String::new()
+                    };
+                    return Err(ModelError::Invalid {
+                        object: format!("network {:?}", net.name),
+                        why: format!(
+                            "{} owner(s) still hold addresses on it: {}{more}",
+                            owners.len(),
+                            shown.join(", ")
+                        ),
+                        fix: "release them first, or remove it anyway with --force".into(),
+                    }
+                    .into());
+                }
+            }
+            tx.execute("DELETE FROM networks WHERE id = ?1", [&net.id])
+                .ctx(path, "remove network")?;
+            Ok(net)
+        })
+    }
+
+    fn allocate(
+        &mut self,
+        network: &str,
+        owner: &str,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Lease>, StoreError> {
+        netloom_model::network::check_name("owner id", owner)?;
+        self.write(|tx, path| {
+            let net = load_network(tx, path, network)?;
+            let held = owner_allocations(tx, path, &net, owner)?;
+            if !held.is_empty() {
+                return Err(ModelError::OwnerExists {
+                    network: net.name.clone(),
+                    owner: owner.to_string(),
+                    holds: held.iter().map(|a| a.address).collect(),
+                }
+                .into());
+            }
+            let mut statics: Vec<(usize, IpAddr)> = Vec::new();
+            for ip in requested {
+                let idx = net.check_static(*ip)?;
+                if let Some((_, prev)) = statics
+                    .iter()
+                    .find(|(_, p)| Family::of(p) == Family::of(ip))
+                {
+                    return Err(ModelError::Invalid {
+                        object: format!("network {:?}", net.name),
+                        why: format!(
+                            "two {} addresses requested ({prev} and {ip})",
+                            Family::of(ip)
+                        ),
+                        fix: "request at most one address per family".into(),
+                    }
+                    .into());
+                }
+                statics.push((idx, *ip));
+            }
+            let mut leases = Vec::new();
+            for family in net.families() {
+                let (idx, ip) = match statics.iter().find(|(_, ip)| Family::of(ip) == family) {
+                    Some(&(idx, ip)) => {
+                        if let Some(h) = holder(tx, path, &net, ip)? {
+                            return Err(ModelError::AlreadyAllocated {
+                                network: net.name.clone(),
+                                ip,
+                                holder: h,
+                            }
+                            .into());
+                        }
+                        (idx, ip)
+                    }
+                    None => take_dynamic(tx, path, &net, family)?,
+                };
+                insert(tx, path, &net, idx, ip, &Owner::Endpoint(owner.to_string()))?;
+                let peer = if net.mode == Mode::Pooled {
+                    let (gidx, gw) = take_dynamic(tx, path, &net, family)?;
+                    insert(
+                        tx,
+                        path,
+                        &net,
+                        gidx,
+                        gw,
+                        &Owner::PeerGateway(owner.to_string()),
+                    )?;
+                    Some(gw)
+                } else {
+                    None
+                };
+                leases.push(lease(&net, idx, ip, peer));
+            }
+            Ok(leases)
+        })
+    }
+
+    fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, StoreError> {
+        self.write(|tx, path| {
+            let net = load_network(tx, path, network)?;
+            let held = owner_allocations(tx, path, &net, owner)?;
+            tx.prepare_cached(
+                "DELETE FROM allocations WHERE network_id = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2",
+            )
+            .and_then(|mut s| s.execute(params![net.id, owner]))
+            .ctx(path, "release")?;
+            Ok(held)
+        })
+    }
+
+    fn leases(&mut self, network: &str, owner: &str) -> Result<Vec<Lease>, StoreError> {
+        let net = load_network(&self.conn, &self.path, network)?;
+        let held = owner_allocations(&self.conn, &self.path, &net, owner)?;
+        Ok(leases_of(&net, &held))
+    }
+
+    fn allocations(&mut self, network: &str) -> Result<Vec<Allocation>, StoreError> {
+        let net = load_network(&self.conn, &self.path, network)?;
+        network_allocations(&self.conn, &self.path, &net)
+    }
+
+    fn snapshot(&mut self) -> Result<State, StoreError> {
+        // One read transaction, so the snapshot is consistent.
+        let path = self.path.clone();
+        let tx = self.conn.transaction().ctx(&path, "begin read")?;
+        let docs: Vec<String> = tx
+            .prepare_cached("SELECT doc FROM networks ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .ctx(&path, "list networks")?;
+        let networks: Vec<Network> = docs
+            .iter()
+            .map(|d| parse_doc(&path, d))
+            .collect::<Result<_, _>>()?;
+        let mut allocations = Vec::new();
+        for net in &networks {
+            allocations.extend(network_allocations(&tx, &path, net)?);
+        }
+        tx.finish().ctx(&path, "end read")?;
+        Ok(State {
+            networks,
+            allocations,
+        })
+    }
+}
