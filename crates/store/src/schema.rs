@@ -23,7 +23,11 @@ CREATE TABLE subnets (
     family        INTEGER NOT NULL CHECK (family IN (4, 6)),
     first         BLOB NOT NULL,
     last          BLOB NOT NULL,
+    -- Last address handed out dynamically (the sequential policy's cursor).
     cursor        BLOB,
+    -- Every address of the pool below this one is taken, so searches start
+    -- here: the lowest policy stays cheap however full the pool is.
+    low_water     BLOB,
     PRIMARY KEY (network_id, idx)
 ) WITHOUT ROWID;
 CREATE INDEX subnets_by_space ON subnets (address_space, family, first);

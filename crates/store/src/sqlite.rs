@@ -249,12 +249,22 @@ fn take_dynamic(
     {
         let (lo, hi) = s.pool_bounds();
         pools.push((s.pool_cidr(), s.pool_size()));
-        let cursor: Option<Vec<u8>> = conn
-            .prepare_cached("SELECT cursor FROM subnets WHERE network_id = ?1 AND idx = ?2")
-            .and_then(|mut st| st.query_row(params![net.id, idx as i64], |r| r.get(0)))
+        let (cursor, low_water): (Option<Vec<u8>>, Option<Vec<u8>>) = conn
+            .prepare_cached(
+                "SELECT cursor, low_water FROM subnets WHERE network_id = ?1 AND idx = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row(params![net.id, idx as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+            })
             .ctx(path, "read cursor")?;
         let cursor = cursor.as_deref().and_then(unblob);
+        let low_water = low_water.as_deref().and_then(unblob).unwrap_or(lo);
         for (from, to) in search_order(net.ipam_policy, lo, hi, cursor) {
+            // Below the low-water mark everything is taken.
+            let from = from.max(low_water);
+            if from > to {
+                continue;
+            }
             let mut scan = conn
                 .prepare_cached(
                     "SELECT addr FROM allocations WHERE network_id = ?1 AND family = ?2 AND addr >= ?3 AND addr <= ?4 ORDER BY addr",
@@ -287,10 +297,12 @@ fn take_dynamic(
                 return Err(e);
             }
             if let Some(n) = found {
+                // A scan that began at the mark proved [mark, n] taken now.
+                let low_water = if from == low_water { n + 1 } else { low_water };
                 conn.prepare_cached(
-                    "UPDATE subnets SET cursor = ?3 WHERE network_id = ?1 AND idx = ?2",
+                    "UPDATE subnets SET cursor = ?3, low_water = ?4 WHERE network_id = ?1 AND idx = ?2",
                 )
-                .and_then(|mut st| st.execute(params![net.id, idx as i64, blob(n)]))
+                .and_then(|mut st| st.execute(params![net.id, idx as i64, blob(n), blob(low_water)]))
                 .ctx(path, "move cursor")?;
                 return Ok((idx, from_u128(family, n)));
             }
@@ -302,6 +314,26 @@ fn take_dynamic(
         pools,
     }
     .into())
+}
+
+/// A freed address may lie below its pool's low-water mark: move the mark
+/// down. An unset mark means the pool's start and needs no move.
+fn lower_low_water(
+    conn: &Connection,
+    path: &Path,
+    net: &Network,
+    freed: &Allocation,
+) -> Result<(), StoreError> {
+    let Some(idx) = net.subnets.iter().position(|s| s.subnet == freed.subnet) else {
+        return Ok(());
+    };
+    let n = blob(to_u128(freed.address));
+    conn.prepare_cached(
+        "UPDATE subnets SET low_water = ?3 WHERE network_id = ?1 AND idx = ?2 AND low_water > ?3",
+    )
+    .and_then(|mut st| st.execute(params![net.id, idx as i64, n]))
+    .ctx(path, "lower the low-water mark")?;
+    Ok(())
 }
 
 fn lease(net: &Network, subnet_idx: usize, ip: IpAddr, peer_gateway: Option<IpAddr>) -> Lease {
@@ -616,6 +648,9 @@ impl Store for SqliteStore {
             )
             .and_then(|mut s| s.execute(params![net.id, owner]))
             .ctx(path, "release")?;
+            for a in &held {
+                lower_low_water(tx, path, &net, a)?;
+            }
             Ok(held)
         })
     }
