@@ -272,7 +272,7 @@ fn check_reports_each_violation_and_exits_1() {
     )
     .unwrap();
     db.execute(
-        "INSERT INTO allocations SELECT network_id, family, ?1, subnet_idx, 'peer-gateway', 'c1' FROM allocations WHERE owner = 'c1'",
+        "INSERT INTO allocations SELECT net, family, ?1, subnet_idx, 'peer-gateway', 'c1' FROM allocations WHERE owner = 'c1'",
         [&outside[..]],
     )
     .unwrap();

@@ -9,7 +9,11 @@ pub const VERSION: i64 = 1;
 
 pub const CREATE: &str = r#"
 CREATE TABLE networks (
-    id            TEXT PRIMARY KEY,
+    -- Small integer key for the rows that refer to a network; keeps the
+    -- allocation B-trees compact. Never reused (AUTOINCREMENT), so a
+    -- process may cache a network's parsed document by key.
+    key           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id            TEXT NOT NULL UNIQUE,
     name          TEXT NOT NULL UNIQUE,
     address_space TEXT NOT NULL,
     doc           TEXT NOT NULL
@@ -17,7 +21,7 @@ CREATE TABLE networks (
 
 -- One row per subnet, for overlap queries and the sequential cursor.
 CREATE TABLE subnets (
-    network_id    TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    net           INTEGER NOT NULL REFERENCES networks(key) ON DELETE CASCADE,
     idx           INTEGER NOT NULL,
     address_space TEXT NOT NULL,
     family        INTEGER NOT NULL CHECK (family IN (4, 6)),
@@ -28,7 +32,7 @@ CREATE TABLE subnets (
     -- Every address of the pool below this one is taken, so searches start
     -- here: the lowest policy stays cheap however full the pool is.
     low_water     BLOB,
-    PRIMARY KEY (network_id, idx)
+    PRIMARY KEY (net, idx)
 ) WITHOUT ROWID;
 CREATE INDEX subnets_by_space ON subnets (address_space, family, first);
 
@@ -36,13 +40,13 @@ CREATE INDEX subnets_by_space ON subnets (address_space, family, first);
 -- double allocation impossible; the unique key gives an owner at most one
 -- address of a kind per family (gateways are keyed by subnet index).
 CREATE TABLE allocations (
-    network_id    TEXT NOT NULL REFERENCES networks(id) ON DELETE CASCADE,
+    net           INTEGER NOT NULL REFERENCES networks(key) ON DELETE CASCADE,
     family        INTEGER NOT NULL CHECK (family IN (4, 6)),
     addr          BLOB NOT NULL CHECK (length(addr) = 16),
     subnet_idx    INTEGER NOT NULL,
     owner_kind    TEXT NOT NULL CHECK (owner_kind IN ('endpoint', 'peer-gateway', 'gateway', 'reserved')),
     owner         TEXT NOT NULL,
-    PRIMARY KEY (network_id, family, addr),
-    UNIQUE (network_id, owner_kind, owner, family)
+    PRIMARY KEY (net, family, addr)
 ) WITHOUT ROWID;
+CREATE UNIQUE INDEX allocations_by_owner ON allocations (net, owner, owner_kind, family);
 "#;

@@ -1,8 +1,9 @@
 //! The SQLite implementation of [`Store`].
 
-use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
+use rusqlite::{params, Connection, OptionalExtension};
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use std::time::Duration;
 
 use netloom_model::addr::{from_u128, to_u128};
@@ -24,6 +25,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct SqliteStore {
     conn: Connection,
     path: PathBuf,
+    cache: Cache,
 }
 
 fn blob(n: u128) -> [u8; 16] {
@@ -72,7 +74,20 @@ impl SqliteStore {
         // but the kernel objects they describe are gone with the reboot too.
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .ctx(&path, "configure connection")?;
-        let mut store = SqliteStore { conn, path };
+        // Plans must not depend on bound values: otherwise this SQLite build
+        // (with STAT4) recompiles statements that have ORDER BY or min() over
+        // a range on every run, which costs more than the query itself.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+            true,
+        )
+        .ctx(&path, "configure connection")?;
+        let mut store = SqliteStore {
+            conn,
+            path,
+            cache: Cache::default(),
+        };
+        store.conn.set_prepared_statement_cache_capacity(64);
         store.migrate()?;
         Ok(store)
     }
@@ -104,48 +119,95 @@ impl SqliteStore {
             .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             .ctx(&self.path, "switch to WAL")?;
         tracing::debug!(journal_mode = %mode, "state database opened for the first time");
-        let path = self.path.clone();
-        let tx = self.tx()?;
-        let version: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .ctx(&path, "read schema version")?;
-        if version == 0 {
-            tx.execute_batch(schema::CREATE)
-                .ctx(&path, "create schema")?;
-            tx.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))
-                .ctx(&path, "set schema version")?;
-        }
-        tx.commit().ctx(&path, "commit schema")
+        self.write(|_, conn, path| {
+            // Another process may have created it meanwhile.
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .ctx(path, "read schema version")?;
+            if version == 0 {
+                conn.execute_batch(schema::CREATE)
+                    .ctx(path, "create schema")?;
+                conn.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))
+                    .ctx(path, "set schema version")?;
+            }
+            Ok(())
+        })
     }
 
-    fn tx(&mut self) -> Result<Transaction<'_>, StoreError> {
-        self.conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx(&self.path, "begin transaction")
-    }
-
-    /// Runs `f` in one immediate transaction, committing on success.
+    /// Runs `f` in one immediate transaction, committing on success and
+    /// rolling back on error. The statements are cached: a mutation parses
+    /// no SQL after the first.
     fn write<T>(
         &mut self,
-        f: impl FnOnce(&Transaction<'_>, &Path) -> Result<T, StoreError>,
+        f: impl FnOnce(&mut Cache, &Connection, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let path = self.path.clone();
-        let tx = self.tx()?;
-        let out = f(&tx, &path)?;
-        tx.commit().ctx(&path, "commit")?;
-        Ok(out)
+        let (conn, path, cache) = (&self.conn, self.path.as_path(), &mut self.cache);
+        let run = |sql: &str, op: &str| -> Result<(), StoreError> {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
+                .ctx(path, op)
+        };
+        run("BEGIN IMMEDIATE", "begin transaction")?;
+        let out = f(cache, conn, path).and_then(|v| run("COMMIT", "commit").map(|_| v));
+        if out.is_err() && !conn.is_autocommit() {
+            if let Err(e) = run("ROLLBACK", "roll back") {
+                tracing::warn!("{e}");
+            }
+        }
+        out
     }
 }
 
-fn load_network(conn: &Connection, path: &Path, key: &str) -> Result<Network, StoreError> {
-    let doc: Option<String> = conn
-        .prepare_cached("SELECT doc FROM networks WHERE name = ?1 OR id = ?1 LIMIT 1")
-        .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+/// Parsed networks by row key. A network's document never changes after
+/// creation and keys are never reused (AUTOINCREMENT), so an entry stays
+/// true for as long as its key exists.
+#[derive(Default)]
+pub(crate) struct Cache {
+    networks: std::collections::HashMap<i64, Rc<Network>>,
+}
+
+/// A network with its row key.
+struct Stored {
+    key: i64,
+    net: Rc<Network>,
+}
+
+impl std::ops::Deref for Stored {
+    type Target = Network;
+    fn deref(&self) -> &Network {
+        &self.net
+    }
+}
+
+fn load_network(
+    cache: &mut Cache,
+    conn: &Connection,
+    path: &Path,
+    name_or_id: &str,
+) -> Result<Stored, StoreError> {
+    let key: Option<i64> = conn
+        .prepare_cached(
+            "SELECT key FROM networks WHERE name = ?1 UNION ALL SELECT key FROM networks WHERE id = ?1 LIMIT 1",
+        )
+        .and_then(|mut s| s.query_row([name_or_id], |r| r.get(0)).optional())
         .ctx(path, "read network")?;
-    let doc = doc.ok_or_else(|| ModelError::NoSuchNetwork {
-        name: key.to_string(),
+    let key = key.ok_or_else(|| ModelError::NoSuchNetwork {
+        name: name_or_id.to_string(),
     })?;
-    parse_doc(path, &doc)
+    if let Some(net) = cache.networks.get(&key) {
+        return Ok(Stored {
+            key,
+            net: net.clone(),
+        });
+    }
+    let doc: String = conn
+        .prepare_cached("SELECT doc FROM networks WHERE key = ?1")
+        .and_then(|mut s| s.query_row([key], |r| r.get(0)))
+        .ctx(path, "read network")?;
+    let net = Rc::new(parse_doc(path, &doc)?);
+    cache.networks.insert(key, net.clone());
+    Ok(Stored { key, net })
 }
 
 fn parse_doc(path: &Path, doc: &str) -> Result<Network, StoreError> {
@@ -166,16 +228,16 @@ fn corrupt(path: &Path, what: &str) -> StoreError {
 fn holder(
     conn: &Connection,
     path: &Path,
-    net: &Network,
+    net: &Stored,
     ip: IpAddr,
 ) -> Result<Option<Owner>, StoreError> {
     let row: Option<(String, String)> = conn
         .prepare_cached(
-            "SELECT owner_kind, owner FROM allocations WHERE network_id = ?1 AND family = ?2 AND addr = ?3",
+            "SELECT owner_kind, owner FROM allocations WHERE net = ?1 AND family = ?2 AND addr = ?3",
         )
         .and_then(|mut s| {
             s.query_row(
-                params![net.id, Family::of(&ip).number(), blob(to_u128(ip))],
+                params![net.key, Family::of(&ip).number(), blob(to_u128(ip))],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
             .optional()
@@ -191,7 +253,7 @@ fn owner_from_row(path: &Path, kind: &str, id: &str) -> Result<Owner, StoreError
 fn insert(
     conn: &Connection,
     path: &Path,
-    net: &Network,
+    net: &Stored,
     subnet_idx: usize,
     ip: IpAddr,
     owner: &Owner,
@@ -202,11 +264,11 @@ fn insert(
     };
     let res = conn
         .prepare_cached(
-            "INSERT INTO allocations (network_id, family, addr, subnet_idx, owner_kind, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO allocations (net, family, addr, subnet_idx, owner_kind, owner) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .and_then(|mut s| {
             s.execute(params![
-                net.id,
+                net.key,
                 Family::of(&ip).number(),
                 blob(to_u128(ip)),
                 subnet_idx as i64,
@@ -237,7 +299,7 @@ fn insert(
 fn take_dynamic(
     conn: &Connection,
     path: &Path,
-    net: &Network,
+    net: &Stored,
     family: Family,
 ) -> Result<(usize, IpAddr), StoreError> {
     let mut pools = Vec::new();
@@ -250,11 +312,9 @@ fn take_dynamic(
         let (lo, hi) = s.pool_bounds();
         pools.push((s.pool_cidr(), s.pool_size()));
         let (cursor, low_water): (Option<Vec<u8>>, Option<Vec<u8>>) = conn
-            .prepare_cached(
-                "SELECT cursor, low_water FROM subnets WHERE network_id = ?1 AND idx = ?2",
-            )
+            .prepare_cached("SELECT cursor, low_water FROM subnets WHERE net = ?1 AND idx = ?2")
             .and_then(|mut st| {
-                st.query_row(params![net.id, idx as i64], |r| Ok((r.get(0)?, r.get(1)?)))
+                st.query_row(params![net.key, idx as i64], |r| Ok((r.get(0)?, r.get(1)?)))
             })
             .ctx(path, "read cursor")?;
         let cursor = cursor.as_deref().and_then(unblob);
@@ -267,11 +327,11 @@ fn take_dynamic(
             }
             let mut scan = conn
                 .prepare_cached(
-                    "SELECT addr FROM allocations WHERE network_id = ?1 AND family = ?2 AND addr >= ?3 AND addr <= ?4 ORDER BY addr",
+                    "SELECT addr FROM allocations WHERE net = ?1 AND family = ?2 AND addr >= ?3 AND addr <= ?4 ORDER BY addr",
                 )
                 .ctx(path, "scan allocations")?;
             let mut rows = scan
-                .query(params![net.id, family.number(), blob(from), blob(to)])
+                .query(params![net.key, family.number(), blob(from), blob(to)])
                 .ctx(path, "scan allocations")?;
             let mut failed = None;
             let taken = std::iter::from_fn(|| match rows.next() {
@@ -300,9 +360,11 @@ fn take_dynamic(
                 // A scan that began at the mark proved [mark, n] taken now.
                 let low_water = if from == low_water { n + 1 } else { low_water };
                 conn.prepare_cached(
-                    "UPDATE subnets SET cursor = ?3, low_water = ?4 WHERE network_id = ?1 AND idx = ?2",
+                    "UPDATE subnets SET cursor = ?3, low_water = ?4 WHERE net = ?1 AND idx = ?2",
                 )
-                .and_then(|mut st| st.execute(params![net.id, idx as i64, blob(n), blob(low_water)]))
+                .and_then(|mut st| {
+                    st.execute(params![net.key, idx as i64, blob(n), blob(low_water)])
+                })
                 .ctx(path, "move cursor")?;
                 return Ok((idx, from_u128(family, n)));
             }
@@ -321,7 +383,7 @@ fn take_dynamic(
 fn lower_low_water(
     conn: &Connection,
     path: &Path,
-    net: &Network,
+    net: &Stored,
     freed: &Allocation,
 ) -> Result<(), StoreError> {
     let Some(idx) = net.subnets.iter().position(|s| s.subnet == freed.subnet) else {
@@ -329,14 +391,14 @@ fn lower_low_water(
     };
     let n = blob(to_u128(freed.address));
     conn.prepare_cached(
-        "UPDATE subnets SET low_water = ?3 WHERE network_id = ?1 AND idx = ?2 AND low_water > ?3",
+        "UPDATE subnets SET low_water = ?3 WHERE net = ?1 AND idx = ?2 AND low_water > ?3",
     )
-    .and_then(|mut st| st.execute(params![net.id, idx as i64, n]))
+    .and_then(|mut st| st.execute(params![net.key, idx as i64, n]))
     .ctx(path, "lower the low-water mark")?;
     Ok(())
 }
 
-fn lease(net: &Network, subnet_idx: usize, ip: IpAddr, peer_gateway: Option<IpAddr>) -> Lease {
+fn lease(net: &Stored, subnet_idx: usize, ip: IpAddr, peer_gateway: Option<IpAddr>) -> Lease {
     let s = &net.subnets[subnet_idx];
     let (prefix, gateway) = match net.mode {
         Mode::Shared => (s.subnet.prefix(), s.gateway),
@@ -353,7 +415,7 @@ fn lease(net: &Network, subnet_idx: usize, ip: IpAddr, peer_gateway: Option<IpAd
 
 fn rows_to_allocations(
     path: &Path,
-    net: &Network,
+    net: &Stored,
     rows: Vec<(i64, Vec<u8>, i64, String, String)>,
 ) -> Result<Vec<Allocation>, StoreError> {
     rows.into_iter()
@@ -384,14 +446,14 @@ fn rows_to_allocations(
 fn network_allocations(
     conn: &Connection,
     path: &Path,
-    net: &Network,
+    net: &Stored,
 ) -> Result<Vec<Allocation>, StoreError> {
     let rows = conn
         .prepare_cached(
-            "SELECT family, addr, subnet_idx, owner_kind, owner FROM allocations WHERE network_id = ?1 ORDER BY family, addr",
+            "SELECT family, addr, subnet_idx, owner_kind, owner FROM allocations WHERE net = ?1 ORDER BY family, addr",
         )
         .and_then(|mut s| {
-            s.query_map([&net.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
+            s.query_map([net.key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))?
                 .collect::<rusqlite::Result<Vec<_>>>()
         })
         .ctx(path, "list allocations")?;
@@ -401,17 +463,17 @@ fn network_allocations(
 fn owner_allocations(
     conn: &Connection,
     path: &Path,
-    net: &Network,
+    net: &Stored,
     owner: &str,
 ) -> Result<Vec<Allocation>, StoreError> {
     let rows = conn
         .prepare_cached(
-            "SELECT family, addr, subnet_idx, owner_kind, owner FROM allocations
-             WHERE network_id = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2
+            "SELECT family, addr, subnet_idx, owner_kind, owner FROM allocations INDEXED BY allocations_by_owner
+             WHERE net = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2
              ORDER BY family, owner_kind",
         )
         .and_then(|mut s| {
-            s.query_map(params![net.id, owner], |r| {
+            s.query_map(params![net.key, owner], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()
@@ -420,7 +482,7 @@ fn owner_allocations(
     rows_to_allocations(path, net, rows)
 }
 
-fn leases_of(net: &Network, allocs: &[Allocation]) -> Vec<Lease> {
+fn leases_of(net: &Stored, allocs: &[Allocation]) -> Vec<Lease> {
     allocs
         .iter()
         .filter(|a| matches!(a.owner, Owner::Endpoint(_)))
@@ -449,7 +511,7 @@ impl Store for SqliteStore {
             source,
         })?;
         let net = request.validate(&id)?;
-        self.write(|tx, path| {
+        self.write(|_, tx, path| {
             let exists: bool = tx
                 .query_row("SELECT 1 FROM networks WHERE name = ?1", [&net.name], |_| Ok(true))
                 .optional()
@@ -461,7 +523,7 @@ impl Store for SqliteStore {
             for s in &net.subnets {
                 let other: Option<String> = tx
                     .query_row(
-                        "SELECT n.doc FROM subnets s JOIN networks n ON n.id = s.network_id
+                        "SELECT n.doc FROM subnets s JOIN networks n ON n.key = s.net
                          WHERE s.address_space = ?1 AND s.family = ?2 AND s.first <= ?4 AND s.last >= ?3 LIMIT 1",
                         params![
                             net.address_space,
@@ -493,11 +555,15 @@ impl Store for SqliteStore {
                 params![net.id, net.name, net.address_space, doc],
             )
             .ctx(path, "record network")?;
+            let net = Stored {
+                key: tx.last_insert_rowid(),
+                net: Rc::new(net),
+            };
             for (idx, s) in net.subnets.iter().enumerate() {
                 tx.execute(
-                    "INSERT INTO subnets (network_id, idx, address_space, family, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    "INSERT INTO subnets (net, idx, address_space, family, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
-                        net.id,
+                        net.key,
                         idx as i64,
                         net.address_space,
                         s.family().number(),
@@ -513,12 +579,12 @@ impl Store for SqliteStore {
                     insert(tx, path, &net, idx, *ip, &Owner::Reserved(name.clone()))?;
                 }
             }
-            Ok(net.clone())
+            Ok((*net.net).clone())
         })
     }
 
     fn network(&mut self, name_or_id: &str) -> Result<Network, StoreError> {
-        load_network(&self.conn, &self.path, name_or_id)
+        Ok((*load_network(&mut self.cache, &self.conn, &self.path, name_or_id)?.net).clone())
     }
 
     fn networks(&mut self) -> Result<Vec<Network>, StoreError> {
@@ -531,14 +597,14 @@ impl Store for SqliteStore {
     }
 
     fn remove_network(&mut self, name_or_id: &str, force: bool) -> Result<Network, StoreError> {
-        self.write(|tx, path| {
-            let net = load_network(tx, path, name_or_id)?;
+        self.write(|cache, tx, path| {
+            let net = load_network(cache, tx, path, name_or_id)?;
             if !force {
                 let owners: Vec<String> = tx
                     .prepare_cached(
-                        "SELECT DISTINCT owner FROM allocations WHERE network_id = ?1 AND owner_kind = 'endpoint' ORDER BY owner",
+                        "SELECT DISTINCT owner FROM allocations WHERE net = ?1 AND owner_kind = 'endpoint' ORDER BY owner",
                     )
-                    .and_then(|mut s| s.query_map([&net.id], |r| r.get(0))?.collect())
+                    .and_then(|mut s| s.query_map([net.key], |r| r.get(0))?.collect())
                     .ctx(path, "list owners")?;
                 if !owners.is_empty() {
                     let shown: Vec<String> = owners.iter().take(10).map(|o| format!("{o:?}")).collect();
@@ -559,9 +625,10 @@ impl Store for SqliteStore {
                     .into());
                 }
             }
-            tx.execute("DELETE FROM networks WHERE id = ?1", [&net.id])
+            tx.execute("DELETE FROM networks WHERE key = ?1", [net.key])
                 .ctx(path, "remove network")?;
-            Ok(net)
+            cache.networks.remove(&net.key);
+            Ok((*net.net).clone())
         })
     }
 
@@ -572,8 +639,8 @@ impl Store for SqliteStore {
         requested: &[IpAddr],
     ) -> Result<Vec<Lease>, StoreError> {
         netloom_model::network::check_name("owner id", owner)?;
-        self.write(|tx, path| {
-            let net = load_network(tx, path, network)?;
+        self.write(|cache, tx, path| {
+            let net = load_network(cache, tx, path, network)?;
             let held = owner_allocations(tx, path, &net, owner)?;
             if !held.is_empty() {
                 return Err(ModelError::OwnerExists {
@@ -640,13 +707,13 @@ impl Store for SqliteStore {
     }
 
     fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, StoreError> {
-        self.write(|tx, path| {
-            let net = load_network(tx, path, network)?;
+        self.write(|cache, tx, path| {
+            let net = load_network(cache, tx, path, network)?;
             let held = owner_allocations(tx, path, &net, owner)?;
             tx.prepare_cached(
-                "DELETE FROM allocations WHERE network_id = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2",
+                "DELETE FROM allocations INDEXED BY allocations_by_owner WHERE net = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2",
             )
-            .and_then(|mut s| s.execute(params![net.id, owner]))
+            .and_then(|mut s| s.execute(params![net.key, owner]))
             .ctx(path, "release")?;
             for a in &held {
                 lower_low_water(tx, path, &net, a)?;
@@ -656,13 +723,13 @@ impl Store for SqliteStore {
     }
 
     fn leases(&mut self, network: &str, owner: &str) -> Result<Vec<Lease>, StoreError> {
-        let net = load_network(&self.conn, &self.path, network)?;
+        let net = load_network(&mut self.cache, &self.conn, &self.path, network)?;
         let held = owner_allocations(&self.conn, &self.path, &net, owner)?;
         Ok(leases_of(&net, &held))
     }
 
     fn allocations(&mut self, network: &str) -> Result<Vec<Allocation>, StoreError> {
-        let net = load_network(&self.conn, &self.path, network)?;
+        let net = load_network(&mut self.cache, &self.conn, &self.path, network)?;
         network_allocations(&self.conn, &self.path, &net)
     }
 
@@ -670,17 +737,19 @@ impl Store for SqliteStore {
         // One read transaction, so the snapshot is consistent.
         let path = self.path.clone();
         let tx = self.conn.transaction().ctx(&path, "begin read")?;
-        let docs: Vec<String> = tx
-            .prepare_cached("SELECT doc FROM networks ORDER BY name")
-            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        let rows: Vec<(i64, String)> = tx
+            .prepare_cached("SELECT key, doc FROM networks ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
             .ctx(&path, "list networks")?;
-        let networks: Vec<Network> = docs
-            .iter()
-            .map(|d| parse_doc(&path, d))
-            .collect::<Result<_, _>>()?;
+        let mut networks = Vec::new();
         let mut allocations = Vec::new();
-        for net in &networks {
-            allocations.extend(network_allocations(&tx, &path, net)?);
+        for (key, doc) in rows {
+            let net = Stored {
+                key,
+                net: Rc::new(parse_doc(&path, &doc)?),
+            };
+            allocations.extend(network_allocations(&tx, &path, &net)?);
+            networks.push((*net.net).clone());
         }
         tx.finish().ctx(&path, "end read")?;
         Ok(State {
