@@ -43,7 +43,11 @@ fn us(d: Duration) -> f64 {
 }
 
 fn fresh_dir(tag: &str) -> PathBuf {
-    let base = if Path::new("/dev/shm").is_dir() { "/dev/shm" } else { "/tmp" };
+    let base = if Path::new("/dev/shm").is_dir() {
+        "/dev/shm"
+    } else {
+        "/tmp"
+    };
     let dir = PathBuf::from(base).join(format!("netloom-bench-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -80,7 +84,10 @@ fn in_process(dir: &Path) -> Stats {
         assert_eq!(lease.len(), 1);
         engine.release("big", &owner).unwrap();
     }
-    assert!(engine.check().unwrap().is_empty(), "invariants broken by the benchmark");
+    assert!(
+        engine.check().unwrap().is_empty(),
+        "invariants broken by the benchmark"
+    );
     stats(samples)
 }
 
@@ -121,7 +128,12 @@ fn host_local(plugin: &Path) -> Stats {
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
-        child.stdin.take().unwrap().write_all(conf.as_bytes()).unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(conf.as_bytes())
+            .unwrap();
         let st = child.wait().unwrap();
         samples.push(t.elapsed());
         assert!(st.success(), "host-local ADD failed");
@@ -131,13 +143,25 @@ fn host_local(plugin: &Path) -> Stats {
 }
 
 fn line(name: &str, s: &Stats) {
-    println!("{name:<58} median {:>9.1} us   p90 {:>9.1} us   (n={})", us(s.median), us(s.p90), s.n);
+    println!(
+        "{name:<58} median {:>9.1} us   p90 {:>9.1} us   (n={})",
+        us(s.median),
+        us(s.p90),
+        s.n
+    );
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let netloom = PathBuf::from(args.get(1).expect("usage: bench-ipam NETLOOM_BINARY [--json FILE]"));
-    let json_out = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).map(PathBuf::from);
+    let netloom = PathBuf::from(
+        args.get(1)
+            .expect("usage: bench-ipam NETLOOM_BINARY [--json FILE]"),
+    );
+    let json_out = args
+        .iter()
+        .position(|a| a == "--json")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
 
     println!("filling two /16 networks with {HELD} addresses each ...");
     let seq_dir = filled(Policy::Sequential);
@@ -149,9 +173,15 @@ fn main() {
     let peer = plugin.exists().then(|| host_local(&plugin));
 
     println!();
-    line(&format!("in-process allocate, {HELD} held, sequential"), &seq);
+    line(
+        &format!("in-process allocate, {HELD} held, sequential"),
+        &seq,
+    );
     line(&format!("in-process allocate, {HELD} held, lowest"), &low);
-    line(&format!("`netloom ipam allocate` process, {HELD} held"), &proc_seq);
+    line(
+        &format!("`netloom ipam allocate` process, {HELD} held"),
+        &proc_seq,
+    );
     let mut out = json!({
         "held": HELD,
         "in_process_sequential_median_us": us(seq.median),
@@ -171,7 +201,10 @@ fn main() {
     }
     let pass = us(seq.median) <= 50.0 && us(low.median) <= 50.0 && us(proc_seq.median) <= 3000.0;
     out["targets_met"] = json!(pass);
-    println!("targets (in-process <= 50 us, process <= 3 ms): {}", if pass { "met" } else { "NOT met" });
+    println!(
+        "targets (in-process <= 50 us, process <= 3 ms): {}",
+        if pass { "met" } else { "NOT met" }
+    );
     println!("{}", serde_json::to_string(&out).unwrap());
     if let Some(f) = json_out {
         std::fs::write(f, serde_json::to_string_pretty(&out).unwrap()).unwrap();
