@@ -1,0 +1,414 @@
+//! Creating, changing and deleting links (network interfaces).
+//!
+//! Every `create_*` is one `RTM_NEWLINK` with `NLM_F_CREATE | NLM_F_EXCL`
+//! that also sets MTU, MAC, master, namespace and up-state, so a new link
+//! is complete in one round trip. A veth's peer is created directly in its
+//! namespace (the peer's own `IFLA_NET_NS_FD`), never created then moved.
+
+use std::net::IpAddr;
+
+use netlink_packet_route::link::{
+    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use crate::error::{Error, Result};
+use crate::feature;
+use crate::netns::Netns;
+use crate::socket::{Netlink, NLM_F_CREATE, NLM_F_EXCL};
+use crate::types::{check_ifname, LinkRef, MacAddr};
+
+/// The common settings of a link to create.
+///
+/// ```no_run
+/// # use netloom_kernel::{LinkSpec, Netns};
+/// # let sandbox = Netns::open_named("sb1").unwrap();
+/// let host_side = LinkSpec::new("nl-ab12").mtu(1500).master(7).up();
+/// let sandbox_side = LinkSpec::new("eth0").netns(&sandbox);
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct LinkSpec<'a> {
+    /// Interface name (at most 15 bytes).
+    pub name: &'a str,
+    /// MTU; the kernel's default for the link type when `None`.
+    pub mtu: Option<u32>,
+    /// MAC address; random when `None`.
+    pub mac: Option<MacAddr>,
+    /// Index of the master (e.g. a bridge) to enslave the link to.
+    pub master: Option<u32>,
+    /// Bring the link up as it is created.
+    pub up: bool,
+    /// Create the link in this namespace instead of the socket's.
+    pub netns: Option<&'a Netns>,
+}
+
+impl<'a> LinkSpec<'a> {
+    /// A link named `name` with every setting at its default.
+    pub fn new(name: &'a str) -> Self {
+        LinkSpec {
+            name,
+            mtu: None,
+            mac: None,
+            master: None,
+            up: false,
+            netns: None,
+        }
+    }
+
+    /// Sets the MTU.
+    pub fn mtu(mut self, mtu: u32) -> Self {
+        self.mtu = Some(mtu);
+        self
+    }
+
+    /// Sets the MAC address.
+    pub fn mac(mut self, mac: MacAddr) -> Self {
+        self.mac = Some(mac);
+        self
+    }
+
+    /// Enslaves the new link to master `index`.
+    pub fn master(mut self, index: u32) -> Self {
+        self.master = Some(index);
+        self
+    }
+
+    /// Brings the link up as it is created.
+    pub fn up(mut self) -> Self {
+        self.up = true;
+        self
+    }
+
+    /// Creates the link inside `ns`.
+    pub fn netns(mut self, ns: &'a Netns) -> Self {
+        self.netns = Some(ns);
+        self
+    }
+}
+
+/// How a macvlan forwards between siblings on one parent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MacvlanMode {
+    /// Siblings talk directly (`bridge`).
+    Bridge,
+    /// Siblings cannot talk at all (`private`).
+    Private,
+    /// Sibling traffic goes out to the external switch (`vepa`).
+    Vepa,
+    /// One macvlan takes over the parent (`passthru`).
+    Passthru,
+}
+
+/// The layer an ipvlan works at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IpvlanMode {
+    /// Layer 2: siblings share the parent's MAC, switching by IP.
+    L2,
+    /// Layer 3: routed, no broadcast or multicast.
+    L3,
+    /// Layer 3 with netfilter on the ingress path (`l3s`).
+    L3s,
+}
+
+/// Settings of a VXLAN link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanSpec {
+    /// VXLAN network identifier (24 bits).
+    pub vni: u32,
+    /// Unicast remote endpoint (or multicast group) of the tunnel.
+    pub remote: Option<IpAddr>,
+    /// Local source address of the tunnel.
+    pub local: Option<IpAddr>,
+    /// UDP destination port; 4789 is the IANA port.
+    pub port: u16,
+    /// Index of the underlay device.
+    pub underlay: Option<u32>,
+    /// Learn remote MACs from received packets.
+    pub learning: bool,
+}
+
+impl VxlanSpec {
+    /// VNI `vni` on UDP port 4789, learning on, no fixed endpoints.
+    pub fn new(vni: u32) -> Self {
+        VxlanSpec {
+            vni,
+            remote: None,
+            local: None,
+            port: 4789,
+            underlay: None,
+            learning: true,
+        }
+    }
+}
+
+impl Netlink {
+    /// Creates a bridge.
+    pub fn create_bridge(&mut self, spec: &LinkSpec<'_>) -> Result<()> {
+        self.create_link(spec, InfoKind::Bridge, None, None, &String::new)
+    }
+
+    /// Creates a veth pair: `spec` on this socket's side (or in
+    /// `spec.netns`), `peer` created directly in `peer.netns`.
+    ///
+    /// The peer cannot be given a master or be brought up here: the kernel
+    /// configures the peer before the pair is joined, and opening a veth
+    /// without its other end fails (`ENOTCONN`). Bring it up (and enslave
+    /// it) with a socket in the peer's namespace, where its address is
+    /// added anyway.
+    pub fn create_veth(&mut self, spec: &LinkSpec<'_>, peer: &LinkSpec<'_>) -> Result<()> {
+        let peer_desc = || match peer.netns {
+            Some(ns) => format!(" with peer {:?} in {}", peer.name, ns.label()),
+            None => format!(" with peer {:?}", peer.name),
+        };
+        let action = || format!("create veth {:?}{}", spec.name, peer_desc());
+        check_ifname(peer.name).map_err(|why| Error::invalid(action(), why))?;
+        if peer.master.is_some() || peer.up {
+            return Err(Error::invalid(
+                action(),
+                "a veth peer cannot be enslaved or brought up as it is created; \
+                 do it with a socket in the peer's namespace",
+            ));
+        }
+        let mut peer_msg = LinkMessage::default();
+        apply_spec(&mut peer_msg, peer);
+        let data = InfoData::Veth(InfoVeth::Peer(peer_msg));
+        self.create_link(spec, InfoKind::Veth, Some(data), None, &peer_desc)
+    }
+
+    /// Creates a macvlan on parent link `parent` (an index in this socket's
+    /// namespace; the new link may go to `spec.netns`).
+    pub fn create_macvlan(
+        &mut self,
+        spec: &LinkSpec<'_>,
+        parent: u32,
+        mode: MacvlanMode,
+    ) -> Result<()> {
+        let mode = match mode {
+            MacvlanMode::Bridge => MacVlanMode::Bridge,
+            MacvlanMode::Private => MacVlanMode::Private,
+            MacvlanMode::Vepa => MacVlanMode::Vepa,
+            MacvlanMode::Passthru => MacVlanMode::Passthrough,
+        };
+        let data = InfoData::MacVlan(vec![InfoMacVlan::Mode(mode)]);
+        self.create_link(
+            spec,
+            InfoKind::MacVlan,
+            Some(data),
+            Some(parent),
+            &String::new,
+        )
+    }
+
+    /// Creates an ipvlan on parent link `parent`. On a kernel without
+    /// ipvlan this fails with [`ErrorKind::MissingFeature`](crate::ErrorKind).
+    pub fn create_ipvlan(
+        &mut self,
+        spec: &LinkSpec<'_>,
+        parent: u32,
+        mode: IpvlanMode,
+    ) -> Result<()> {
+        let mode = match mode {
+            IpvlanMode::L2 => IpVlanMode::L2,
+            IpvlanMode::L3 => IpVlanMode::L3,
+            IpvlanMode::L3s => IpVlanMode::L3S,
+        };
+        let data = InfoData::IpVlan(vec![InfoIpVlan::Mode(mode)]);
+        self.create_link(
+            spec,
+            InfoKind::IpVlan,
+            Some(data),
+            Some(parent),
+            &String::new,
+        )
+    }
+
+    /// Creates a VXLAN link.
+    pub fn create_vxlan(&mut self, spec: &LinkSpec<'_>, vxlan: &VxlanSpec) -> Result<()> {
+        let mut data = vec![
+            InfoVxlan::Id(vxlan.vni),
+            InfoVxlan::Port(vxlan.port),
+            InfoVxlan::Learning(vxlan.learning),
+        ];
+        match vxlan.remote {
+            Some(IpAddr::V4(a)) => data.push(InfoVxlan::Group(a)),
+            Some(IpAddr::V6(a)) => data.push(InfoVxlan::Group6(a)),
+            None => {}
+        }
+        match vxlan.local {
+            Some(IpAddr::V4(a)) => data.push(InfoVxlan::Local(a)),
+            Some(IpAddr::V6(a)) => data.push(InfoVxlan::Local6(a)),
+            None => {}
+        }
+        if let Some(dev) = vxlan.underlay {
+            data.push(InfoVxlan::Link(dev));
+        }
+        let vni = vxlan.vni;
+        let detail = move || format!(" (vni {vni})");
+        self.create_link(
+            spec,
+            InfoKind::Vxlan,
+            Some(InfoData::Vxlan(data)),
+            None,
+            &detail,
+        )
+    }
+
+    /// Sends one `RTM_NEWLINK` for a link of type `kind`; `parent` becomes
+    /// `IFLA_LINK`; `detail` adds to the error's description.
+    fn create_link(
+        &mut self,
+        spec: &LinkSpec<'_>,
+        kind: InfoKind,
+        data: Option<InfoData>,
+        parent: Option<u32>,
+        detail: &dyn Fn() -> String,
+    ) -> Result<()> {
+        // Known kinds clone without allocating; the name is only formatted on error.
+        let kind_name = kind.clone();
+        let action = || {
+            let place = spec
+                .netns
+                .map(|ns| format!(" in {}", ns.label()))
+                .unwrap_or_default();
+            let on = parent
+                .map(|p| format!(" on parent #{p}"))
+                .unwrap_or_default();
+            format!("create {kind_name} {:?}{place}{on}{}", spec.name, detail())
+        };
+        check_ifname(spec.name).map_err(|why| Error::invalid(action(), why))?;
+        let mut msg = LinkMessage::default();
+        apply_spec(&mut msg, spec);
+        if let Some(master) = spec.master {
+            msg.attributes.push(LinkAttribute::Controller(master));
+        }
+        if let Some(parent) = parent {
+            msg.attributes.push(LinkAttribute::Link(parent));
+        }
+        let mut info = vec![LinkInfo::Kind(kind)];
+        info.extend(data.map(LinkInfo::Data));
+        msg.attributes.push(LinkAttribute::LinkInfo(info));
+        let result = self.ack(
+            &RouteNetlinkMessage::NewLink(msg),
+            NLM_F_CREATE | NLM_F_EXCL,
+            action,
+        );
+        match result {
+            Err(err) if is_unknown_kind(&err) => {
+                feature::remember_link_kind(&kind_name.to_string(), false);
+                Err(Error::missing_feature(action(), kind_name.to_string()))
+            }
+            other => other,
+        }
+    }
+
+    /// Brings a link up or down.
+    pub fn set_up<'a>(&mut self, link: impl Into<LinkRef<'a>>, up: bool) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.header.change_mask = LinkFlags::Up;
+        if up {
+            msg.header.flags = LinkFlags::Up;
+        }
+        let state = if up { "up" } else { "down" };
+        self.set_link(msg, || format!("set {link} {state}"))
+    }
+
+    /// Sets a link's MTU.
+    pub fn set_mtu<'a>(&mut self, link: impl Into<LinkRef<'a>>, mtu: u32) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+        self.set_link(msg, || format!("set mtu of {link} to {mtu}"))
+    }
+
+    /// Sets a link's MAC address.
+    pub fn set_mac<'a>(&mut self, link: impl Into<LinkRef<'a>>, mac: MacAddr) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes
+            .push(LinkAttribute::Address(mac.octets().to_vec()));
+        self.set_link(msg, || format!("set mac of {link} to {mac}"))
+    }
+
+    /// Enslaves a link to master `master` (an index), or frees it with `None`.
+    pub fn set_master<'a>(
+        &mut self,
+        link: impl Into<LinkRef<'a>>,
+        master: Option<u32>,
+    ) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes
+            .push(LinkAttribute::Controller(master.unwrap_or(0)));
+        self.set_link(msg, || match master {
+            Some(m) => format!("set master of {link} to #{m}"),
+            None => format!("release {link} from its master"),
+        })
+    }
+
+    /// Moves a link into another namespace.
+    pub fn set_netns<'a>(&mut self, link: impl Into<LinkRef<'a>>, ns: &Netns) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.raw_fd()));
+        self.set_link(msg, || format!("move {link} to {}", ns.label()))
+    }
+
+    /// Deletes a link (for a veth, both ends go).
+    pub fn delete_link<'a>(&mut self, link: impl Into<LinkRef<'a>>) -> Result<()> {
+        let link = link.into();
+        let msg = link_ref_message(link);
+        self.ack(&RouteNetlinkMessage::DelLink(msg), 0, || {
+            format!("delete {link}")
+        })
+    }
+
+    fn set_link(&mut self, msg: LinkMessage, action: impl Fn() -> String) -> Result<()> {
+        self.ack(&RouteNetlinkMessage::SetLink(msg), 0, action)
+    }
+}
+
+/// A link message addressing `link` by index or by name.
+pub(crate) fn link_ref_message(link: LinkRef<'_>) -> LinkMessage {
+    let mut msg = LinkMessage::default();
+    match link {
+        LinkRef::Index(i) => msg.header.index = i,
+        LinkRef::Name(n) => msg.attributes.push(LinkAttribute::IfName(n.to_owned())),
+    }
+    msg
+}
+
+/// Writes name, MTU, MAC, namespace and up-state of `spec` into `msg`.
+fn apply_spec(msg: &mut LinkMessage, spec: &LinkSpec<'_>) {
+    if spec.up {
+        msg.header.flags = LinkFlags::Up;
+        msg.header.change_mask = LinkFlags::Up;
+    }
+    msg.attributes
+        .push(LinkAttribute::IfName(spec.name.to_owned()));
+    if let Some(mtu) = spec.mtu {
+        msg.attributes.push(LinkAttribute::Mtu(mtu));
+    }
+    if let Some(mac) = spec.mac {
+        msg.attributes
+            .push(LinkAttribute::Address(mac.octets().to_vec()));
+    }
+    if let Some(ns) = spec.netns {
+        msg.attributes.push(LinkAttribute::NetNsFd(ns.raw_fd()));
+    }
+}
+
+/// The kernel's answer to a link type it does not have: `EOPNOTSUPP`
+/// with "Unknown device type" (or no message on old kernels).
+pub(crate) fn is_unknown_kind(err: &Error) -> bool {
+    match err.kind() {
+        crate::ErrorKind::Os { errno, detail } => {
+            *errno == libc::EOPNOTSUPP
+                && detail
+                    .as_deref()
+                    .is_none_or(|d| d.contains("Unknown device type"))
+        }
+        _ => false,
+    }
+}

@@ -1,0 +1,121 @@
+//! Reading links back: one by name or index, or all of them.
+
+use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::link::link_ref_message;
+use crate::socket::Netlink;
+use crate::types::{LinkRef, MacAddr};
+
+/// A link as the kernel reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    /// Interface index.
+    pub index: u32,
+    /// Interface name.
+    pub name: String,
+    /// Link type (`veth`, `bridge`, `macvlan`, ...); `None` for devices
+    /// without one (loopback, physical NICs).
+    pub kind: Option<String>,
+    /// MTU.
+    pub mtu: u32,
+    /// MAC address, if the link has a 6-byte one.
+    pub mac: Option<MacAddr>,
+    /// Index of the master this link is enslaved to.
+    pub master: Option<u32>,
+    /// Index of the link this one sits on (`IFLA_LINK`): a macvlan's
+    /// parent, a veth's peer (whose index may be in another namespace).
+    pub parent: Option<u32>,
+    /// Administratively up (`IFF_UP`).
+    pub up: bool,
+    /// Carrier present (`IFF_LOWER_UP`).
+    pub lower_up: bool,
+}
+
+impl Link {
+    fn from_message(msg: LinkMessage) -> Link {
+        let mut link = Link {
+            index: msg.header.index,
+            name: String::new(),
+            kind: None,
+            mtu: 0,
+            mac: None,
+            master: None,
+            parent: None,
+            up: msg.header.flags.contains(LinkFlags::Up),
+            lower_up: msg.header.flags.contains(LinkFlags::LowerUp),
+        };
+        for attr in msg.attributes {
+            match attr {
+                LinkAttribute::IfName(name) => link.name = name,
+                LinkAttribute::Mtu(mtu) => link.mtu = mtu,
+                LinkAttribute::Address(bytes) => link.mac = MacAddr::from_slice(&bytes),
+                LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
+                LinkAttribute::Link(p) if p != 0 => link.parent = Some(p),
+                LinkAttribute::LinkInfo(infos) => {
+                    for info in infos {
+                        if let LinkInfo::Kind(kind) = info {
+                            link.kind = Some(kind.to_string());
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link
+    }
+}
+
+impl Netlink {
+    /// Looks a link up; `Ok(None)` if it does not exist.
+    pub fn get_link<'a>(&mut self, link: impl Into<LinkRef<'a>>) -> Result<Option<Link>> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let action = || format!("get {link}");
+        match self.get(&RouteNetlinkMessage::GetLink(msg), action) {
+            Ok(RouteNetlinkMessage::NewLink(msg)) => Ok(Some(Link::from_message(msg))),
+            Ok(other) => Err(Error::new(
+                action(),
+                ErrorKind::Protocol(format!(
+                    "expected a link, got message type {}",
+                    other.message_type()
+                )),
+            )),
+            Err(err) if err.is_not_found() => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The index of the link named `name`; a not-found error if none.
+    pub fn link_index(&mut self, name: &str) -> Result<u32> {
+        match self.get_link(name)? {
+            Some(link) => Ok(link.index),
+            None => Err(Error::new(
+                format!("find link {name:?} in {}", self.netns_label()),
+                ErrorKind::NotFound,
+            )),
+        }
+    }
+
+    /// All links in this socket's namespace, ordered by index.
+    pub fn list_links(&mut self) -> Result<Vec<Link>> {
+        let mut msg = LinkMessage::default();
+        msg.attributes
+            .push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+        let replies = self.dump(&RouteNetlinkMessage::GetLink(msg), || {
+            "list links".to_owned()
+        })?;
+        let mut links: Vec<Link> = replies
+            .into_iter()
+            .filter_map(|m| match m {
+                RouteNetlinkMessage::NewLink(msg) => Some(Link::from_message(msg)),
+                _ => None,
+            })
+            .collect();
+        links.sort_by_key(|l| l.index);
+        Ok(links)
+    }
+}

@@ -1,0 +1,318 @@
+//! Network namespaces: open, create and remove them, and run code inside.
+//!
+//! The rule: a thread that calls `setns` or `unshare(CLONE_NEWNET)` is a
+//! fresh, dedicated, short-lived thread that does only the one job and
+//! exits. The caller's thread never changes namespace.
+
+use std::ffi::OsStr;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sched::{setns, unshare, CloneFlags};
+
+use crate::error::{Error, Result};
+
+/// `ioctl(fd, NS_GET_NSTYPE)`: `_IO(0xb7, 0x3)` from linux/nsfs.h.
+const NS_GET_NSTYPE: libc::Ioctl = 0xb703;
+
+/// Where `ip netns` keeps named network namespaces.
+pub const NETNS_RUN_DIR: &str = "/run/netns";
+
+/// An open network namespace.
+///
+/// Holding a `Netns` keeps the namespace alive (it holds an fd to it).
+#[derive(Debug)]
+pub struct Netns {
+    fd: OwnedFd,
+    label: String,
+}
+
+impl Netns {
+    /// The network namespace of the calling thread.
+    pub fn current() -> Result<Netns> {
+        Netns::open_path("/proc/thread-self/ns/net")
+    }
+
+    /// Opens the named namespace `/run/netns/NAME` (as made by `ip netns add`
+    /// or [`Netns::create_named`]).
+    pub fn open_named(name: &str) -> Result<Netns> {
+        let action = || format!("open netns {name:?}");
+        check_netns_name(name).map_err(|why| Error::invalid(action(), why))?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        let file = File::open(&path).map_err(|e| Error::io(action(), e))?;
+        Netns::from_file(file, format!("netns {name:?}"), action)
+    }
+
+    /// Opens a namespace file, e.g. `/proc/PID/ns/net` or a bind mount of one.
+    pub fn open_path(path: impl AsRef<Path>) -> Result<Netns> {
+        let path = path.as_ref();
+        let action = || format!("open netns {}", path.display());
+        let file = File::open(path).map_err(|e| Error::io(action(), e))?;
+        Netns::from_file(file, format!("netns {}", path.display()), action)
+    }
+
+    /// Opens the network namespace of process `pid`.
+    pub fn open_pid(pid: u32) -> Result<Netns> {
+        Netns::open_path(format!("/proc/{pid}/ns/net"))
+    }
+
+    fn from_file(file: File, label: String, action: impl FnOnce() -> String) -> Result<Netns> {
+        let ns = Netns {
+            fd: OwnedFd::from(file),
+            label,
+        };
+        // Make sure it really is a network namespace before anyone setns-es.
+        // SAFETY: NS_GET_NSTYPE takes no argument and only reads the fd.
+        let kind = unsafe { libc::ioctl(ns.fd.as_raw_fd(), NS_GET_NSTYPE) };
+        if kind < 0 {
+            let why = std::io::Error::last_os_error();
+            return Err(Error::invalid(
+                action(),
+                format!("not a namespace file ({why})"),
+            ));
+        }
+        if kind != libc::CLONE_NEWNET {
+            return Err(Error::invalid(
+                action(),
+                "a namespace, but not a network namespace",
+            ));
+        }
+        Ok(ns)
+    }
+
+    /// Creates a new, unnamed network namespace. It lives as long as the
+    /// returned `Netns` (or anything else that holds it: a socket, a
+    /// process, a bind mount).
+    pub fn create_anonymous() -> Result<Netns> {
+        let action = "create anonymous netns";
+        let fd = on_dedicated_thread(|| -> Result<OwnedFd> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action, e))?;
+            File::open("/proc/thread-self/ns/net")
+                .map(OwnedFd::from)
+                .map_err(|e| Error::io(action, e))
+        })
+        .map_err(|why| Error::invalid(action, why))??;
+        Ok(Netns {
+            fd,
+            label: "anonymous netns".into(),
+        })
+    }
+
+    /// Creates the named namespace `/run/netns/NAME`, the way `ip netns add`
+    /// does: a new namespace bind-mounted onto an empty file in a shared
+    /// `/run/netns`, so `ip netns exec NAME` and other mount namespaces see
+    /// it. Fails with `EEXIST` if the name is taken.
+    pub fn create_named(name: &str) -> Result<Netns> {
+        let action = || format!("create netns {name:?}");
+        check_netns_name(name).map_err(|why| Error::invalid(action(), why))?;
+        make_run_dir_shared()
+            .map_err(|e| Error::new(format!("{}: {}", action(), e.action()), e.into_kind()))?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o444)
+            .open(&path)
+            .map_err(|e| Error::io(action(), e))?;
+        let mounted = on_dedicated_thread(|| -> Result<()> {
+            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
+            mount(
+                Some("/proc/thread-self/ns/net"),
+                &path,
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .map_err(|e| {
+                Error::nix(
+                    format!("{}: bind mount onto {}", action(), path.display()),
+                    e,
+                )
+            })
+        })
+        .map_err(|why| Error::invalid(action(), why))
+        .and_then(|r| r);
+        if let Err(err) = mounted {
+            let _ = std::fs::remove_file(&path);
+            return Err(err);
+        }
+        let file = File::open(&path).map_err(|e| Error::io(action(), e))?;
+        Ok(Netns {
+            fd: OwnedFd::from(file),
+            label: format!("netns {name:?}"),
+        })
+    }
+
+    /// Removes the named namespace `/run/netns/NAME` (unmounts and deletes
+    /// the file). The namespace itself dies once nothing else holds it.
+    /// Fails with `ENOENT` if there is no such name.
+    pub fn remove_named(name: &str) -> Result<()> {
+        let action = || format!("remove netns {name:?}");
+        check_netns_name(name).map_err(|why| Error::invalid(action(), why))?;
+        let path = Path::new(NETNS_RUN_DIR).join(name);
+        match umount2(&path, MntFlags::MNT_DETACH) {
+            // EINVAL: not a mount point (a stale file); remove it all the same.
+            Ok(()) | Err(Errno::EINVAL) => {}
+            Err(e) => return Err(Error::nix(action(), e)),
+        }
+        std::fs::remove_file(&path).map_err(|e| Error::io(action(), e))
+    }
+
+    /// Names of the namespaces in `/run/netns`.
+    pub fn list_named() -> Result<Vec<String>> {
+        let action = || format!("list {NETNS_RUN_DIR}");
+        let entries = match std::fs::read_dir(NETNS_RUN_DIR) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(Error::io(action(), e)),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(|e| Error::io(action(), e))?;
+            if let Some(name) = entry.file_name().to_str() {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// Runs `f` on a fresh thread inside this namespace and returns its
+    /// result. The thread exits afterwards; the caller's thread never
+    /// changes namespace. A panic in `f` is resumed on the caller.
+    pub fn run<F, T>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> T + Send,
+        T: Send,
+    {
+        let action = || format!("enter {}", self.label);
+        on_dedicated_thread(|| {
+            setns(self.fd.as_fd(), CloneFlags::CLONE_NEWNET)
+                .map(|()| f())
+                .map_err(|e| Error::nix(action(), e))
+        })
+        .map_err(|why| Error::invalid(action(), why))?
+    }
+
+    /// A short description for messages (`netns "sb1"`, `netns /proc/7/ns/net`).
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The namespace's inode number: equal for two handles to one namespace.
+    pub fn inode(&self) -> Result<u64> {
+        let file = File::from(
+            self.fd
+                .try_clone()
+                .map_err(|e| Error::io(format!("duplicate fd of {}", self.label), e))?,
+        );
+        file.metadata()
+            .map(|m| m.ino())
+            .map_err(|e| Error::io(format!("stat {}", self.label), e))
+    }
+
+    /// Another handle to the same namespace.
+    pub fn try_clone(&self) -> Result<Netns> {
+        Ok(Netns {
+            fd: self
+                .fd
+                .try_clone()
+                .map_err(|e| Error::io(format!("duplicate fd of {}", self.label), e))?,
+            label: self.label.clone(),
+        })
+    }
+
+    pub(crate) fn raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+impl AsFd for Netns {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
+
+/// Runs `f` on a new scoped thread; `Err` only if the thread could not be
+/// spawned. Panics inside `f` are resumed on the caller.
+pub(crate) fn on_dedicated_thread<F, T>(f: F) -> std::result::Result<T, String>
+where
+    F: FnOnce() -> T + Send,
+    T: Send,
+{
+    std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new()
+            .name("netloom-netns".into())
+            .spawn_scoped(scope, f)
+            .map_err(|e| format!("cannot spawn a thread: {e}"))?;
+        match handle.join() {
+            Ok(value) => Ok(value),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Rejects names that would escape `/run/netns` or that `ip netns` refuses.
+fn check_netns_name(name: &str) -> std::result::Result<(), String> {
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(format!("netns name {name:?} is not allowed"));
+    }
+    if name.contains('/') || name.contains('\0') {
+        return Err(format!("netns name {name:?} contains '/' or NUL"));
+    }
+    if name.len() > 255 {
+        return Err(format!("netns name is {} bytes, over 255", name.len()));
+    }
+    Ok(())
+}
+
+/// Makes `/run/netns` exist and be a shared mount point, as `ip netns add`
+/// does, so namespace bind mounts propagate to other mount namespaces.
+fn make_run_dir_shared() -> Result<()> {
+    // One thread at a time, so two creators do not both stack a bind mount.
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = Path::new(NETNS_RUN_DIR);
+    let action = || format!("prepare {NETNS_RUN_DIR}");
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::io(action(), e))?;
+    let share = || {
+        mount(
+            Some(OsStr::new("none")),
+            dir,
+            None::<&str>,
+            MsFlags::MS_SHARED | MsFlags::MS_REC,
+            None::<&str>,
+        )
+    };
+    match share() {
+        Ok(()) => Ok(()),
+        // Not a mount point yet: bind it onto itself, then share it.
+        Err(Errno::EINVAL) => {
+            mount(
+                Some(dir),
+                dir,
+                None::<&str>,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                None::<&str>,
+            )
+            .map_err(|e| Error::nix(format!("{}: bind mount onto itself", action()), e))?;
+            share().map_err(|e| Error::nix(format!("{}: make shared", action()), e))
+        }
+        Err(e) => Err(Error::nix(format!("{}: make shared", action()), e)),
+    }
+}
+
+/// The path of a named namespace.
+pub fn named_path(name: &str) -> PathBuf {
+    Path::new(NETNS_RUN_DIR).join(name)
+}

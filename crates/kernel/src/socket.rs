@@ -1,0 +1,317 @@
+//! [`Netlink`]: a synchronous route-netlink socket bound to one namespace.
+//!
+//! Requests are serialised into a reusable buffer, sent, and answered by
+//! reading replies into another reusable buffer until the kernel's ACK,
+//! error or end-of-dump arrives. Errors carry the kernel's errno and, when
+//! it sent one, its extended-ack message.
+
+use netlink_packet_core::{Emitable, ParseableParametrized};
+use netlink_packet_route::RouteNetlinkMessage;
+use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+use crate::error::{Error, ErrorKind, Result};
+use crate::netns::Netns;
+
+// Netlink message header flags and types (linux/netlink.h).
+const NLM_F_REQUEST: u16 = 0x01;
+const NLM_F_ACK: u16 = 0x04;
+pub(crate) const NLM_F_CREATE: u16 = 0x400;
+pub(crate) const NLM_F_EXCL: u16 = 0x200;
+pub(crate) const NLM_F_REPLACE: u16 = 0x100;
+const NLM_F_DUMP: u16 = 0x300;
+const NLM_F_DUMP_INTR: u16 = 0x10;
+const NLM_F_CAPPED: u16 = 0x100;
+const NLM_F_ACK_TLVS: u16 = 0x200;
+const NLMSG_NOOP: u16 = 1;
+const NLMSG_ERROR: u16 = 2;
+const NLMSG_DONE: u16 = 3;
+const NLMSG_OVERRUN: u16 = 4;
+const NLMSGERR_ATTR_MSG: u16 = 1;
+const HEADER_LEN: usize = 16;
+
+/// Receive buffer size. The kernel caps one dump datagram at 32 KiB, so a
+/// 64 KiB buffer never truncates.
+const RX_LEN: usize = 64 * 1024;
+
+/// How often a dump is restarted when the kernel says it was interrupted
+/// by a concurrent change (`NLM_F_DUMP_INTR`).
+const DUMP_RETRIES: usize = 5;
+
+/// A route-netlink socket bound to one network namespace.
+///
+/// Cheap to keep and reuse; every call is one synchronous request. Make one
+/// per namespace with [`Netlink::open_in`] (the socket is created on a
+/// thread inside the namespace and keeps that namespace for its lifetime).
+/// Not shareable between threads at once (`&mut self`); wrap it in a
+/// `Mutex` or open one per thread.
+#[derive(Debug)]
+pub struct Netlink {
+    socket: Socket,
+    seq: u32,
+    tx: Vec<u8>,
+    rx: Vec<u8>,
+    netns: String,
+}
+
+impl Netlink {
+    /// Opens a socket in the calling thread's network namespace.
+    ///
+    /// Only for a process that really means its own namespace; code that
+    /// works on sandboxes uses [`Netlink::open_in`].
+    pub fn open_current() -> Result<Netlink> {
+        Netlink::open_labelled("current netns".into())
+    }
+
+    /// Opens a socket inside `ns` (created on a short-lived thread there).
+    pub fn open_in(ns: &Netns) -> Result<Netlink> {
+        let label = ns.label().to_owned();
+        ns.run(move || Netlink::open_labelled(label))?
+    }
+
+    fn open_labelled(netns: String) -> Result<Netlink> {
+        let action = || format!("open route netlink socket in {netns}");
+        let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io(action(), e))?;
+        socket.bind_auto().map_err(|e| Error::io(action(), e))?;
+        // Extended acks carry the kernel's reason in words; capped acks keep
+        // error replies small; strict checking enables kernel-side filters
+        // on dumps (by interface, by table).
+        socket
+            .set_ext_ack(true)
+            .map_err(|e| Error::io(action(), e))?;
+        socket
+            .set_cap_ack(true)
+            .map_err(|e| Error::io(action(), e))?;
+        socket
+            .set_netlink_get_strict_chk(true)
+            .map_err(|e| Error::io(action(), e))?;
+        Ok(Netlink {
+            socket,
+            seq: 0,
+            tx: Vec::with_capacity(1024),
+            rx: Vec::with_capacity(RX_LEN),
+            netns,
+        })
+    }
+
+    /// Which namespace this socket works in, for messages.
+    pub fn netns_label(&self) -> &str {
+        &self.netns
+    }
+
+    /// Sends a request that wants only an acknowledgement.
+    pub(crate) fn ack(
+        &mut self,
+        msg: &RouteNetlinkMessage,
+        extra_flags: u16,
+        action: impl Fn() -> String,
+    ) -> Result<()> {
+        self.exchange(
+            msg,
+            NLM_F_REQUEST | NLM_F_ACK | extra_flags,
+            &action,
+            &mut |_| (),
+        )
+        .map(|_| ())
+    }
+
+    /// Sends a request that is answered by one object (or an error).
+    pub(crate) fn get(
+        &mut self,
+        msg: &RouteNetlinkMessage,
+        action: impl Fn() -> String,
+    ) -> Result<RouteNetlinkMessage> {
+        let mut reply = None;
+        self.exchange(msg, NLM_F_REQUEST | NLM_F_ACK, &action, &mut |m| {
+            reply.get_or_insert(m);
+        })?;
+        reply.ok_or_else(|| {
+            Error::new(
+                action(),
+                ErrorKind::Protocol("kernel acknowledged but sent no object".into()),
+            )
+        })
+    }
+
+    /// Dumps a table; restarts when a concurrent change interrupted it.
+    pub(crate) fn dump(
+        &mut self,
+        msg: &RouteNetlinkMessage,
+        action: impl Fn() -> String,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
+        let mut out = Vec::new();
+        for _ in 0..DUMP_RETRIES {
+            out.clear();
+            let interrupted =
+                self.exchange(msg, NLM_F_REQUEST | NLM_F_DUMP, &action, &mut |m| {
+                    out.push(m)
+                })?;
+            if !interrupted {
+                return Ok(out);
+            }
+        }
+        Err(Error::new(
+            action(),
+            ErrorKind::Protocol(format!(
+                "dump interrupted by concurrent changes {DUMP_RETRIES} times in a row"
+            )),
+        ))
+    }
+
+    /// One request/response exchange. Returns whether a dump was marked
+    /// interrupted.
+    fn exchange(
+        &mut self,
+        msg: &RouteNetlinkMessage,
+        flags: u16,
+        action: &dyn Fn() -> String,
+        sink: &mut dyn FnMut(RouteNetlinkMessage),
+    ) -> Result<bool> {
+        self.seq = self.seq.wrapping_add(1).max(1);
+        let seq = self.seq;
+        let len = HEADER_LEN + msg.buffer_len();
+        self.tx.clear();
+        self.tx.resize(len, 0);
+        self.tx[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+        self.tx[4..6].copy_from_slice(&msg.message_type().to_ne_bytes());
+        self.tx[6..8].copy_from_slice(&flags.to_ne_bytes());
+        self.tx[8..12].copy_from_slice(&seq.to_ne_bytes());
+        msg.emit(&mut self.tx[HEADER_LEN..]);
+
+        let kernel = SocketAddr::new(0, 0);
+        loop {
+            match self.socket.send_to(&self.tx, &kernel, 0) {
+                Ok(_) => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(action(), e)),
+            }
+        }
+
+        let mut interrupted = false;
+        loop {
+            self.rx.clear();
+            let n = match self.socket.recv(&mut self.rx, libc::MSG_TRUNC) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(action(), e)),
+            };
+            if n > self.rx.len() {
+                return Err(protocol(
+                    action,
+                    format!("reply of {n} bytes was truncated"),
+                ));
+            }
+            let mut off = 0;
+            while off + HEADER_LEN <= n {
+                let buf = &self.rx[off..n];
+                let msg_len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+                if msg_len < HEADER_LEN || msg_len > buf.len() {
+                    return Err(protocol(action, format!("bad message length {msg_len}")));
+                }
+                let kind = u16::from_ne_bytes([buf[4], buf[5]]);
+                let msg_flags = u16::from_ne_bytes([buf[6], buf[7]]);
+                let msg_seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
+                let payload = &buf[HEADER_LEN..msg_len];
+                off += (msg_len + 3) & !3;
+                if msg_seq != seq {
+                    // A late reply to an earlier request; not ours.
+                    continue;
+                }
+                match kind {
+                    NLMSG_NOOP => {}
+                    NLMSG_ERROR => {
+                        let code = read_i32(payload)
+                            .ok_or_else(|| protocol(action, "short error message".into()))?;
+                        if code == 0 {
+                            return Ok(interrupted);
+                        }
+                        let detail = error_detail(msg_flags, &payload[4..]);
+                        return Err(Error::os(action(), -code, detail));
+                    }
+                    NLMSG_DONE => match read_i32(payload) {
+                        Some(code) if code < 0 => {
+                            let detail = if msg_flags & NLM_F_ACK_TLVS != 0 {
+                                extack_message(&payload[4..])
+                            } else {
+                                None
+                            };
+                            return Err(Error::os(action(), -code, detail));
+                        }
+                        _ => return Ok(interrupted),
+                    },
+                    NLMSG_OVERRUN => return Err(protocol(action, "kernel reports overrun".into())),
+                    _ => {
+                        interrupted |= msg_flags & NLM_F_DUMP_INTR != 0;
+                        let parsed =
+                            RouteNetlinkMessage::parse_with_param(payload, kind).map_err(|e| {
+                                protocol(action, format!("cannot decode message type {kind}: {e}"))
+                            })?;
+                        sink(parsed);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn protocol(action: &dyn Fn() -> String, why: String) -> Error {
+    Error::new(action(), ErrorKind::Protocol(why))
+}
+
+fn read_i32(bytes: &[u8]) -> Option<i32> {
+    Some(i32::from_ne_bytes(bytes.get(0..4)?.try_into().ok()?))
+}
+
+/// The extended-ack message of an error reply, whose payload (after the
+/// error code) is the echoed request header, the rest of the request unless
+/// capped, then attributes.
+fn error_detail(flags: u16, after_code: &[u8]) -> Option<String> {
+    if flags & NLM_F_ACK_TLVS == 0 {
+        return None;
+    }
+    let echoed = if flags & NLM_F_CAPPED != 0 {
+        HEADER_LEN
+    } else {
+        u32::from_ne_bytes(after_code.get(0..4)?.try_into().ok()?) as usize
+    };
+    extack_message(after_code.get((echoed + 3) & !3..)?)
+}
+
+/// Finds `NLMSGERR_ATTR_MSG` among netlink attributes.
+fn extack_message(mut attrs: &[u8]) -> Option<String> {
+    while attrs.len() >= 4 {
+        let len = u16::from_ne_bytes([attrs[0], attrs[1]]) as usize;
+        let kind = u16::from_ne_bytes([attrs[2], attrs[3]]) & 0x3fff;
+        if len < 4 || len > attrs.len() {
+            return None;
+        }
+        if kind == NLMSGERR_ATTR_MSG {
+            let text = &attrs[4..len];
+            let text = text.split(|b| *b == 0).next().unwrap_or(text);
+            let text = String::from_utf8_lossy(text).trim().to_owned();
+            return (!text.is_empty()).then_some(text);
+        }
+        attrs = attrs.get((len + 3) & !3..)?;
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_extack_message_after_capped_header() {
+        let mut payload = vec![0u8; HEADER_LEN];
+        let text = b"Unknown device type\0";
+        let attr_len = 4 + text.len();
+        payload.extend_from_slice(&(attr_len as u16).to_ne_bytes());
+        payload.extend_from_slice(&NLMSGERR_ATTR_MSG.to_ne_bytes());
+        payload.extend_from_slice(text);
+        let flags = NLM_F_CAPPED | NLM_F_ACK_TLVS;
+        assert_eq!(
+            error_detail(flags, &payload).as_deref(),
+            Some("Unknown device type")
+        );
+        assert_eq!(error_detail(NLM_F_CAPPED, &payload), None);
+    }
+}

@@ -1,0 +1,104 @@
+//! Network sysctls (`/proc/sys/net/...`) of a given namespace.
+//!
+//! Which namespace a `/proc/sys/net` file belongs to is decided when it is
+//! opened, by the opening thread's namespace; so files are opened, read and
+//! written on a short-lived thread inside the namespace.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use crate::error::{Error, Result};
+use crate::netns::Netns;
+
+/// Turns `net.ipv4.ip_forward` or `net/ipv4/ip_forward` into its path
+/// under `/proc/sys`. Only `net` keys are accepted: they are the
+/// per-namespace ones; anything else would change the whole machine.
+///
+/// A dotted key cannot name an interface whose name has a dot
+/// (`eth0.1`); use the slash form for those.
+fn sysctl_path(key: &str) -> std::result::Result<PathBuf, String> {
+    let slashed;
+    let key = if key.contains('/') {
+        key.trim_start_matches('/')
+    } else {
+        slashed = key.replace('.', "/");
+        &slashed
+    };
+    let mut parts = key.split('/');
+    if parts.next() != Some("net") {
+        return Err(format!(
+            "sysctl {key:?} is not under net/: only network sysctls are per namespace"
+        ));
+    }
+    if parts.any(|p| p.is_empty() || p == "." || p == "..") {
+        return Err(format!(
+            "sysctl key {key:?} has an empty, '.' or '..' component"
+        ));
+    }
+    Ok(PathBuf::from("/proc/sys").join(key))
+}
+
+impl Netns {
+    /// Reads a network sysctl in this namespace (value without the
+    /// trailing newline), e.g. `read_sysctl("net.ipv4.ip_forward")`.
+    pub fn read_sysctl(&self, key: &str) -> Result<String> {
+        let action = || format!("read sysctl {key} in {}", self.label());
+        let path = sysctl_path(key).map_err(|why| Error::invalid(action(), why))?;
+        self.run(|| {
+            let mut text = String::new();
+            std::fs::File::open(&path)
+                .and_then(|mut f| f.read_to_string(&mut text))
+                .map_err(|e| Error::io(action(), e))?;
+            text.truncate(text.trim_end().len());
+            Ok(text)
+        })?
+    }
+
+    /// Writes a network sysctl in this namespace.
+    pub fn write_sysctl(&self, key: &str, value: &str) -> Result<()> {
+        self.write_sysctls(&[(key, value)])
+    }
+
+    /// Writes several network sysctls in this namespace, in order, on one
+    /// thread. Stops at the first failure.
+    pub fn write_sysctls(&self, settings: &[(&str, &str)]) -> Result<()> {
+        let action =
+            |key: &str, value: &str| format!("write sysctl {key}={value} in {}", self.label());
+        let mut paths = Vec::with_capacity(settings.len());
+        for (key, value) in settings {
+            paths.push(sysctl_path(key).map_err(|why| Error::invalid(action(key, value), why))?);
+        }
+        self.run(|| {
+            for ((key, value), path) in settings.iter().zip(&paths) {
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|mut f| f.write_all(value.as_bytes()))
+                    .map_err(|e| Error::io(action(key, value), e))?;
+            }
+            Ok(())
+        })?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sysctl_path;
+
+    #[test]
+    fn keys_map_to_proc_sys_net() {
+        assert_eq!(
+            sysctl_path("net.ipv4.ip_forward").unwrap().to_str(),
+            Some("/proc/sys/net/ipv4/ip_forward")
+        );
+        assert_eq!(
+            sysctl_path("net/ipv4/conf/eth0.1/forwarding")
+                .unwrap()
+                .to_str(),
+            Some("/proc/sys/net/ipv4/conf/eth0.1/forwarding")
+        );
+        assert!(sysctl_path("kernel.hostname").is_err());
+        assert!(sysctl_path("net/../kernel/hostname").is_err());
+        assert!(sysctl_path("net..ipv4").is_err());
+    }
+}

@@ -1,0 +1,331 @@
+//! A bridge in a throwaway host, veth pairs into two child namespaces,
+//! addresses, routes and neighbours: made over netlink, proven with
+//! traffic, read back, deleted.
+
+mod common;
+
+use std::net::IpAddr;
+
+use netloom_kernel::{AddressOptions, Family, IpPrefix, LinkSpec, MacAddr, Route, Scope};
+use netloom_testhost::host_or_skip;
+
+use common::{assert_no_ping, assert_ping, have_ping, host_netlink, named_netns};
+
+fn p(s: &str) -> IpPrefix {
+    s.parse().unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn bridge_and_veth_pairs_carry_traffic() {
+    let host = host_or_skip!();
+    let (_host_ns, mut nl) = host_netlink(&host);
+    let ns_a = named_netns(&host, "a");
+    let ns_b = named_netns(&host, "b");
+
+    // Bridge with a gateway address on each family.
+    nl.create_bridge(&LinkSpec::new("br0").mtu(1400).up())
+        .unwrap();
+    let br = nl.link_index("br0").unwrap();
+    nl.add_address(br, p("10.77.0.1/24"), AddressOptions::default())
+        .unwrap();
+    nl.add_address(br, p("fd77::1/64"), AddressOptions::nodad())
+        .unwrap();
+    // An address reachable from the sandboxes only through their default route.
+    let lo = nl.link_index("lo").unwrap();
+    nl.add_address(lo, p("10.66.0.1/32"), AddressOptions::default())
+        .unwrap();
+
+    // Each sandbox: veth whose peer is born inside it, enslaved and up.
+    let mac_a: MacAddr = "02:00:00:77:00:02".parse().unwrap();
+    nl.create_veth(
+        &LinkSpec::new("va").master(br).mtu(1400).up(),
+        &LinkSpec::new("eth0").netns(&ns_a).mtu(1400).mac(mac_a),
+    )
+    .unwrap();
+    nl.create_veth(
+        &LinkSpec::new("vb").master(br).mtu(1400).up(),
+        &LinkSpec::new("eth0").netns(&ns_b).mtu(1400),
+    )
+    .unwrap();
+
+    let mut in_a = netloom_kernel::Netlink::open_in(&ns_a).unwrap();
+    let mut in_b = netloom_kernel::Netlink::open_in(&ns_b).unwrap();
+    let eth_a = in_a.link_index("eth0").unwrap();
+    let eth_b = in_b.link_index("eth0").unwrap();
+    for (nl, eth, last) in [(&mut in_a, eth_a, 2), (&mut in_b, eth_b, 3)] {
+        let lo = nl.link_index("lo").unwrap();
+        nl.set_up(lo, true).unwrap();
+        nl.set_up(eth, true).unwrap();
+        nl.add_address(
+            eth,
+            p(&format!("10.77.0.{last}/24")),
+            AddressOptions::default(),
+        )
+        .unwrap();
+        nl.add_address(eth, p(&format!("fd77::{last}/64")), AddressOptions::nodad())
+            .unwrap();
+    }
+
+    // Read back the host side.
+    let links = nl.list_links().unwrap();
+    let bridge = links.iter().find(|l| l.name == "br0").expect("br0 listed");
+    assert_eq!(bridge.kind.as_deref(), Some("bridge"));
+    assert_eq!(bridge.mtu, 1400);
+    assert!(bridge.up);
+    for name in ["va", "vb"] {
+        let port = links.iter().find(|l| l.name == name).expect("veth listed");
+        assert_eq!(port.kind.as_deref(), Some("veth"));
+        assert_eq!(port.master, Some(br), "{name} not enslaved to br0");
+        assert!(port.up, "{name} not up");
+    }
+    assert!(
+        links.iter().all(|l| l.name != "eth0"),
+        "a peer landed in the host"
+    );
+
+    // Read back the sandbox side.
+    let eth = in_a.get_link("eth0").unwrap().expect("eth0 in a");
+    assert_eq!(eth.kind.as_deref(), Some("veth"));
+    assert_eq!(eth.mac, Some(mac_a));
+    assert_eq!(eth.mtu, 1400);
+    assert!(eth.up);
+    let addrs = in_a.list_addresses(Some(eth_a)).unwrap();
+    let v4 = addrs
+        .iter()
+        .find(|a| a.prefix == p("10.77.0.2/24"))
+        .expect("v4 address");
+    assert_eq!(v4.scope, Scope::Universe);
+    let v6 = addrs
+        .iter()
+        .find(|a| a.prefix == p("fd77::2/64"))
+        .expect("v6 address");
+    assert!(v6.nodad && !v6.tentative && !v6.dad_failed, "{v6:?}");
+    assert!(addrs.iter().all(|a| a.index == eth_a));
+
+    // Routes: before the default route, the outside address is unreachable.
+    let ping = have_ping(&host);
+    if ping {
+        assert_ping(&host, "a", "10.77.0.3");
+        assert_ping(&host, "a", "fd77::3");
+        assert_ping(&host, "b", "10.77.0.2");
+        assert_ping(&host, "a", "10.77.0.1");
+        assert_no_ping(&host, "a", "10.66.0.1");
+    }
+    in_a.add_route(&Route::default_via(ip("10.77.0.1")))
+        .unwrap();
+    in_a.add_route(&Route::default_via(ip("fd77::1"))).unwrap();
+    in_a.add_route(&Route::via(p("10.88.0.0/24"), ip("10.77.0.1")).metric(50))
+        .unwrap();
+    in_a.add_route(&Route::on_link(p("10.99.0.0/24"), eth_a))
+        .unwrap();
+    if ping {
+        assert_ping(&host, "a", "10.66.0.1");
+        assert_no_ping(&host, "b", "10.66.0.1");
+    }
+
+    let v4_routes = in_a.list_routes(Family::Ipv4).unwrap();
+    let default = v4_routes
+        .iter()
+        .find(|r| r.is_default())
+        .expect("v4 default route");
+    assert_eq!(default.gateway, Some(ip("10.77.0.1")));
+    assert_eq!(default.dev, Some(eth_a));
+    let via = v4_routes
+        .iter()
+        .find(|r| r.dst == p("10.88.0.0/24"))
+        .expect("via route");
+    assert_eq!((via.gateway, via.metric), (Some(ip("10.77.0.1")), Some(50)));
+    let on_link = v4_routes
+        .iter()
+        .find(|r| r.dst == p("10.99.0.0/24"))
+        .expect("dev route");
+    assert_eq!(
+        (on_link.gateway, on_link.dev, on_link.scope),
+        (None, Some(eth_a), Scope::Link)
+    );
+    let connected = v4_routes
+        .iter()
+        .find(|r| r.dst == p("10.77.0.0/24"))
+        .expect("kernel route");
+    assert_eq!(
+        connected.protocol, 2,
+        "connected route should come from the kernel"
+    );
+    let v6_routes = in_a.list_routes(Family::Ipv6).unwrap();
+    let default6 = v6_routes
+        .iter()
+        .find(|r| r.is_default())
+        .expect("v6 default route");
+    assert_eq!(default6.gateway, Some(ip("fd77::1")));
+    assert!(v6_routes.iter().all(|r| r.dst.family() == Family::Ipv6));
+
+    // A route that exists cannot be added twice; the error says what and why.
+    let err = in_a
+        .add_route(&Route::default_via(ip("10.77.0.1")))
+        .unwrap_err();
+    assert!(err.is_already_exists(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("add route default via 10.77.0.1: File exists (EEXIST)"),
+        "{err}"
+    );
+
+    // Delete routes and see them gone.
+    in_a.delete_route(&Route::default_via(ip("10.77.0.1")))
+        .unwrap();
+    in_a.delete_route(&Route::via(p("10.88.0.0/24"), ip("10.77.0.1")).metric(50))
+        .unwrap();
+    in_a.delete_route(&Route::on_link(p("10.99.0.0/24"), eth_a))
+        .unwrap();
+    let left = in_a.list_routes(Family::Ipv4).unwrap();
+    assert!(
+        left.iter()
+            .all(|r| !r.is_default() && r.dst != p("10.88.0.0/24") && r.dst != p("10.99.0.0/24")),
+        "{left:?}"
+    );
+    if ping {
+        assert_no_ping(&host, "a", "10.66.0.1");
+    }
+    let err = in_a
+        .delete_route(&Route::default_via(ip("10.77.0.1")))
+        .unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+
+    // Addresses: delete and see gone; traffic to it stops.
+    in_b.delete_address(eth_b, p("10.77.0.3/24")).unwrap();
+    let b_addrs = in_b.list_addresses(Some(eth_b)).unwrap();
+    assert!(
+        b_addrs.iter().all(|a| a.prefix != p("10.77.0.3/24")),
+        "{b_addrs:?}"
+    );
+    if ping {
+        assert_no_ping(&host, "a", "10.77.0.3");
+    }
+
+    // Deleting the host end removes the pair, peer included.
+    nl.delete_link("vb").unwrap();
+    assert!(nl.get_link("vb").unwrap().is_none());
+    assert!(in_b.get_link("eth0").unwrap().is_none());
+    let err = nl.delete_link("vb").unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert_eq!(
+        err.to_string(),
+        "delete link \"vb\": No such device (ENODEV)"
+    );
+}
+
+#[test]
+fn link_settings_change_and_read_back() {
+    let host = host_or_skip!();
+    let (_ns, mut nl) = host_netlink(&host);
+    let ns = named_netns(&host, "s");
+    nl.create_bridge(&LinkSpec::new("brx")).unwrap();
+    let br = nl.link_index("brx").unwrap();
+    assert!(
+        !nl.get_link(br).unwrap().unwrap().up,
+        "created down unless asked"
+    );
+    nl.create_veth(&LinkSpec::new("vx"), &LinkSpec::new("ex").netns(&ns))
+        .unwrap();
+
+    nl.set_master("vx", Some(br)).unwrap();
+    nl.set_mtu("vx", 1280).unwrap();
+    let mac: MacAddr = "02:11:22:33:44:55".parse().unwrap();
+    nl.set_mac("vx", mac).unwrap();
+    nl.set_up("vx", true).unwrap();
+    let vx = nl.get_link("vx").unwrap().unwrap();
+    assert_eq!(
+        (vx.master, vx.mtu, vx.mac, vx.up),
+        (Some(br), 1280, Some(mac), true)
+    );
+
+    nl.set_up(vx.index, false).unwrap();
+    nl.set_master(vx.index, None).unwrap();
+    let vx = nl.get_link(vx.index).unwrap().unwrap();
+    assert_eq!((vx.master, vx.up), (None, false));
+
+    // Errors name the operation, the object and the kernel's reason.
+    let err = nl.create_bridge(&LinkSpec::new("brx")).unwrap_err();
+    assert!(err.is_already_exists());
+    assert!(
+        err.to_string()
+            .starts_with("create bridge \"brx\": File exists (EEXIST)"),
+        "{err}"
+    );
+    let err = nl
+        .create_bridge(&LinkSpec::new("a-name-far-too-long"))
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), netloom_kernel::ErrorKind::InvalidInput(_)),
+        "{err}"
+    );
+    let err = nl.set_mtu("nosuch", 1500).unwrap_err();
+    assert!(err.is_not_found());
+    assert!(
+        err.to_string()
+            .starts_with("set mtu of link \"nosuch\" to 1500: No such device (ENODEV)"),
+        "{err}"
+    );
+    let err = nl.link_index("nosuch").unwrap_err();
+    assert!(err.is_not_found());
+
+    // Moving a link to another namespace.
+    nl.delete_link("vx").unwrap();
+    assert!(nl.get_link("vx").unwrap().is_none());
+    let err = nl
+        .create_veth(&LinkSpec::new("vz"), &LinkSpec::new("ez").netns(&ns).up())
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), netloom_kernel::ErrorKind::InvalidInput(_)),
+        "{err}"
+    );
+    nl.create_veth(&LinkSpec::new("vy"), &LinkSpec::new("ey"))
+        .unwrap();
+    nl.set_netns("ey", &ns).unwrap();
+    assert!(nl.get_link("ey").unwrap().is_none());
+    let mut inside = netloom_kernel::Netlink::open_in(&ns).unwrap();
+    assert_eq!(
+        inside.get_link("ey").unwrap().unwrap().kind.as_deref(),
+        Some("veth")
+    );
+    assert!(inside.get_link("ex").unwrap().is_none(), "ex went with vx");
+}
+
+#[test]
+fn neighbours_add_list_delete() {
+    let host = host_or_skip!();
+    let (_ns, mut nl) = host_netlink(&host);
+    nl.create_bridge(&LinkSpec::new("brn").up()).unwrap();
+    let br = nl.link_index("brn").unwrap();
+    let mac: MacAddr = "02:00:00:00:00:50".parse().unwrap();
+    let v4 = ip("10.55.0.50");
+    let v6 = ip("fd55::50");
+    nl.add_neighbour(br, v4, mac).unwrap();
+    nl.add_neighbour(br, v6, mac).unwrap();
+    let list = nl.list_neighbours(Some(br)).unwrap();
+    for addr in [v4, v6] {
+        let n = list
+            .iter()
+            .find(|n| n.ip == addr)
+            .unwrap_or_else(|| panic!("{addr} missing: {list:?}"));
+        assert!(n.permanent);
+        assert_eq!(n.mac, Some(mac));
+        assert_eq!(n.index, br);
+    }
+    // Replace is allowed (a neighbour's MAC can change).
+    let mac2: MacAddr = "02:00:00:00:00:51".parse().unwrap();
+    nl.add_neighbour(br, v4, mac2).unwrap();
+    let all = nl.list_neighbours(None).unwrap();
+    assert_eq!(all.iter().find(|n| n.ip == v4).unwrap().mac, Some(mac2));
+
+    nl.delete_neighbour(br, v4).unwrap();
+    nl.delete_neighbour(br, v6).unwrap();
+    let list = nl.list_neighbours(Some(br)).unwrap();
+    assert!(list.iter().all(|n| n.ip != v4 && n.ip != v6), "{list:?}");
+    let err = nl.delete_neighbour(br, v4).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+}
