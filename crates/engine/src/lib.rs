@@ -63,7 +63,9 @@ impl Engine {
             }
             .into());
         }
-        Ok(self.store.create_network(request)?)
+        let net = self.store.create_network(request)?;
+        tracing::info!(network = %net.name, id = %net.id, driver = %net.driver, "network created");
+        Ok(net)
     }
 
     pub fn network(&mut self, name_or_id: &str) -> Result<Network, EngineError> {
@@ -79,7 +81,9 @@ impl Engine {
         name_or_id: &str,
         force: bool,
     ) -> Result<Network, EngineError> {
-        Ok(self.store.remove_network(name_or_id, force)?)
+        let net = self.store.remove_network(name_or_id, force)?;
+        tracing::info!(network = %net.name, force, "network removed");
+        Ok(net)
     }
 
     /// Gives `owner` one address per family of the network (see [`Store::allocate`]).
@@ -89,12 +93,20 @@ impl Engine {
         owner: &str,
         requested: &[IpAddr],
     ) -> Result<Vec<Lease>, EngineError> {
-        Ok(self.store.allocate(network, owner, requested)?)
+        let leases = self.store.allocate(network, owner, requested)?;
+        for l in &leases {
+            tracing::debug!(network, owner, address = %l.address, "allocated");
+        }
+        Ok(leases)
     }
 
     /// Releases what `owner` holds on the network; a no-op when it holds nothing.
     pub fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, EngineError> {
-        Ok(self.store.release(network, owner)?)
+        let released = self.store.release(network, owner)?;
+        for a in &released {
+            tracing::debug!(network, owner, address = %a.address, "released");
+        }
+        Ok(released)
     }
 
     pub fn leases(&mut self, network: &str, owner: &str) -> Result<Vec<Lease>, EngineError> {
