@@ -7,12 +7,14 @@
 
 pub mod addr;
 pub mod alloc;
+pub mod endpoint;
 pub mod error;
 pub mod invariants;
 pub mod network;
 
 pub use addr::{Cidr, Family};
 pub use alloc::{Allocation, Lease, Owner};
+pub use endpoint::{Endpoint, EndpointState, PortMapping, Proto};
 pub use error::ModelError;
 pub use invariants::{State, Violation};
 pub use network::{Mode, Network, NetworkRequest, Policy, Subnet};
