@@ -5,14 +5,15 @@
 //! and UNIQUE constraints that make a double allocation impossible even if
 //! the code above them is wrong. Safe across concurrent processes.
 
+mod endpoints;
 mod error;
 mod schema;
 mod sqlite;
 
 pub use error::StoreError;
-pub use sqlite::SqliteStore;
+pub use sqlite::{random_id, SqliteStore};
 
-use netloom_model::{Allocation, Lease, Network, NetworkRequest, State};
+use netloom_model::{Allocation, Endpoint, EndpointState, Lease, Network, NetworkRequest, State};
 use std::net::IpAddr;
 
 /// Persistent state. Every mutation is atomic: it happens whole or not at all.
@@ -46,4 +47,26 @@ pub trait Store {
     fn allocations(&mut self, network: &str) -> Result<Vec<Allocation>, StoreError>;
     /// The whole state, for invariant checks.
     fn snapshot(&mut self) -> Result<State, StoreError>;
+
+    /// Records a new endpoint (state `creating`) and allocates its addresses
+    /// (owner: the endpoint id), in one transaction. Refuses a second
+    /// endpoint with the same sandbox, network and interface name.
+    fn add_endpoint(
+        &mut self,
+        endpoint: &Endpoint,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Lease>, StoreError>;
+    fn set_endpoint_state(&mut self, id: &str, state: EndpointState) -> Result<(), StoreError>;
+    /// Deletes an endpoint record and releases its addresses (no-op when gone).
+    fn remove_endpoint(&mut self, id: &str) -> Result<(), StoreError>;
+    /// One endpoint by id or unique id prefix, with its leases.
+    fn endpoint(&mut self, id: &str) -> Result<Endpoint, StoreError>;
+    /// All endpoints, or those of one network, with their leases.
+    fn endpoints(&mut self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError>;
+    /// Records a named sandbox netloom created.
+    fn add_sandbox(&mut self, name: &str, inode: u64) -> Result<(), StoreError>;
+    /// Forgets a named sandbox; whether it was recorded.
+    fn remove_sandbox(&mut self, name: &str) -> Result<bool, StoreError>;
+    /// Named sandboxes netloom created, with their namespace inodes.
+    fn sandboxes(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
 }

@@ -49,4 +49,23 @@ CREATE TABLE allocations (
     PRIMARY KEY (net, family, addr)
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX allocations_by_owner ON allocations (net, owner, owner_kind, family);
+
+-- Endpoints. Written before the kernel is touched (state 'creating') and
+-- marked 'ready' after; 'removing' while being taken down. A network cannot
+-- be deleted while endpoint records point at it: the kernel objects go first.
+CREATE TABLE endpoints (
+    id            TEXT PRIMARY KEY,
+    net           INTEGER NOT NULL REFERENCES networks(key),
+    sandbox_inode INTEGER NOT NULL,
+    ifname        TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'removing')),
+    doc           TEXT NOT NULL,
+    UNIQUE (sandbox_inode, net, ifname)
+);
+
+-- Named sandboxes netloom created (network namespaces under /run/netns).
+CREATE TABLE sandboxes (
+    name          TEXT PRIMARY KEY,
+    inode         INTEGER NOT NULL
+);
 "#;

@@ -10,9 +10,11 @@ use netloom_model::addr::{from_u128, to_u128};
 use netloom_model::alloc::{first_free, search_order};
 use netloom_model::network::first_overlap;
 use netloom_model::{
-    Allocation, Family, Lease, Mode, ModelError, Network, NetworkRequest, Owner, State,
+    Allocation, Endpoint, EndpointState, Family, Lease, Mode, ModelError, Network, NetworkRequest,
+    Owner, State,
 };
 
+use crate::endpoints;
 use crate::schema;
 use crate::{Store, StoreError};
 
@@ -37,7 +39,7 @@ fn unblob(b: &[u8]) -> Option<u128> {
 }
 
 /// Wraps a rusqlite error with the operation it failed in.
-trait Ctx<T> {
+pub(crate) trait Ctx<T> {
     fn ctx(self, store: &Path, op: &str) -> Result<T, StoreError>;
 }
 
@@ -51,7 +53,8 @@ impl<T> Ctx<T> for rusqlite::Result<T> {
     }
 }
 
-fn random_id() -> Result<String, std::io::Error> {
+/// 64 random hex digits (ids of networks and endpoints).
+pub fn random_id() -> Result<String, std::io::Error> {
     use std::io::Read;
     let mut bytes = [0u8; 32];
     std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
@@ -163,14 +166,14 @@ impl SqliteStore {
 /// creation and keys are never reused (AUTOINCREMENT), so an entry stays
 /// true for as long as its key exists.
 #[derive(Default)]
-pub(crate) struct Cache {
+pub struct Cache {
     networks: std::collections::HashMap<i64, Rc<Network>>,
 }
 
 /// A network with its row key.
-struct Stored {
-    key: i64,
-    net: Rc<Network>,
+pub(crate) struct Stored {
+    pub(crate) key: i64,
+    pub(crate) net: Rc<Network>,
 }
 
 impl std::ops::Deref for Stored {
@@ -180,7 +183,7 @@ impl std::ops::Deref for Stored {
     }
 }
 
-fn load_network(
+pub(crate) fn load_network(
     cache: &mut Cache,
     conn: &Connection,
     path: &Path,
@@ -217,7 +220,7 @@ fn parse_doc(path: &Path, doc: &str) -> Result<Network, StoreError> {
     })
 }
 
-fn corrupt(path: &Path, what: &str) -> StoreError {
+pub(crate) fn corrupt(path: &Path, what: &str) -> StoreError {
     StoreError::Corrupt {
         path: path.to_path_buf(),
         what: what.to_string(),
@@ -380,7 +383,7 @@ fn take_dynamic(
 
 /// A freed address may lie below its pool's low-water mark: move the mark
 /// down. An unset mark means the pool's start and needs no move.
-fn lower_low_water(
+pub(crate) fn lower_low_water(
     conn: &Connection,
     path: &Path,
     net: &Stored,
@@ -413,7 +416,7 @@ fn lease(net: &Stored, subnet_idx: usize, ip: IpAddr, peer_gateway: Option<IpAdd
     }
 }
 
-fn rows_to_allocations(
+pub(crate) fn rows_to_allocations(
     path: &Path,
     net: &Stored,
     rows: Vec<(i64, Vec<u8>, i64, String, String)>,
@@ -460,7 +463,7 @@ fn network_allocations(
     rows_to_allocations(path, net, rows)
 }
 
-fn owner_allocations(
+pub(crate) fn owner_allocations(
     conn: &Connection,
     path: &Path,
     net: &Stored,
@@ -482,7 +485,7 @@ fn owner_allocations(
     rows_to_allocations(path, net, rows)
 }
 
-fn leases_of(net: &Stored, allocs: &[Allocation]) -> Vec<Lease> {
+pub(crate) fn leases_of(net: &Stored, allocs: &[Allocation]) -> Vec<Lease> {
     allocs
         .iter()
         .filter(|a| matches!(a.owner, Owner::Endpoint(_)))
@@ -502,6 +505,79 @@ fn leases_of(net: &Stored, allocs: &[Allocation]) -> Vec<Lease> {
             lease(net, idx, a.address, peer)
         })
         .collect()
+}
+
+/// Gives `owner` one address per family of the network, inside the
+/// caller's transaction (see [`Store::allocate`]).
+pub(crate) fn allocate_in(
+    tx: &Connection,
+    path: &Path,
+    net: &Stored,
+    owner: &str,
+    requested: &[IpAddr],
+) -> Result<Vec<Lease>, StoreError> {
+    let held = owner_allocations(tx, path, net, owner)?;
+    if !held.is_empty() {
+        return Err(ModelError::OwnerExists {
+            network: net.name.clone(),
+            owner: owner.to_string(),
+            holds: held.iter().map(|a| a.address).collect(),
+        }
+        .into());
+    }
+    let mut statics: Vec<(usize, IpAddr)> = Vec::new();
+    for ip in requested {
+        let idx = net.check_static(*ip)?;
+        if let Some((_, prev)) = statics
+            .iter()
+            .find(|(_, p)| Family::of(p) == Family::of(ip))
+        {
+            return Err(ModelError::Invalid {
+                object: format!("network {:?}", net.name),
+                why: format!(
+                    "two {} addresses requested ({prev} and {ip})",
+                    Family::of(ip)
+                ),
+                fix: "request at most one address per family".into(),
+            }
+            .into());
+        }
+        statics.push((idx, *ip));
+    }
+    let mut leases = Vec::new();
+    for family in net.families() {
+        let (idx, ip) = match statics.iter().find(|(_, ip)| Family::of(ip) == family) {
+            Some(&(idx, ip)) => {
+                if let Some(h) = holder(tx, path, net, ip)? {
+                    return Err(ModelError::AlreadyAllocated {
+                        network: net.name.clone(),
+                        ip,
+                        holder: h,
+                    }
+                    .into());
+                }
+                (idx, ip)
+            }
+            None => take_dynamic(tx, path, net, family)?,
+        };
+        insert(tx, path, net, idx, ip, &Owner::Endpoint(owner.to_string()))?;
+        let peer = if net.mode == Mode::Pooled {
+            let (gidx, gw) = take_dynamic(tx, path, net, family)?;
+            insert(
+                tx,
+                path,
+                net,
+                gidx,
+                gw,
+                &Owner::PeerGateway(owner.to_string()),
+            )?;
+            Some(gw)
+        } else {
+            None
+        };
+        leases.push(lease(net, idx, ip, peer));
+    }
+    Ok(leases)
 }
 
 impl Store for SqliteStore {
@@ -641,68 +717,7 @@ impl Store for SqliteStore {
         netloom_model::network::check_name("owner id", owner)?;
         self.write(|cache, tx, path| {
             let net = load_network(cache, tx, path, network)?;
-            let held = owner_allocations(tx, path, &net, owner)?;
-            if !held.is_empty() {
-                return Err(ModelError::OwnerExists {
-                    network: net.name.clone(),
-                    owner: owner.to_string(),
-                    holds: held.iter().map(|a| a.address).collect(),
-                }
-                .into());
-            }
-            let mut statics: Vec<(usize, IpAddr)> = Vec::new();
-            for ip in requested {
-                let idx = net.check_static(*ip)?;
-                if let Some((_, prev)) = statics
-                    .iter()
-                    .find(|(_, p)| Family::of(p) == Family::of(ip))
-                {
-                    return Err(ModelError::Invalid {
-                        object: format!("network {:?}", net.name),
-                        why: format!(
-                            "two {} addresses requested ({prev} and {ip})",
-                            Family::of(ip)
-                        ),
-                        fix: "request at most one address per family".into(),
-                    }
-                    .into());
-                }
-                statics.push((idx, *ip));
-            }
-            let mut leases = Vec::new();
-            for family in net.families() {
-                let (idx, ip) = match statics.iter().find(|(_, ip)| Family::of(ip) == family) {
-                    Some(&(idx, ip)) => {
-                        if let Some(h) = holder(tx, path, &net, ip)? {
-                            return Err(ModelError::AlreadyAllocated {
-                                network: net.name.clone(),
-                                ip,
-                                holder: h,
-                            }
-                            .into());
-                        }
-                        (idx, ip)
-                    }
-                    None => take_dynamic(tx, path, &net, family)?,
-                };
-                insert(tx, path, &net, idx, ip, &Owner::Endpoint(owner.to_string()))?;
-                let peer = if net.mode == Mode::Pooled {
-                    let (gidx, gw) = take_dynamic(tx, path, &net, family)?;
-                    insert(
-                        tx,
-                        path,
-                        &net,
-                        gidx,
-                        gw,
-                        &Owner::PeerGateway(owner.to_string()),
-                    )?;
-                    Some(gw)
-                } else {
-                    None
-                };
-                leases.push(lease(&net, idx, ip, peer));
-            }
-            Ok(leases)
+            allocate_in(tx, path, &net, owner, requested)
         })
     }
 
@@ -756,5 +771,41 @@ impl Store for SqliteStore {
             networks,
             allocations,
         })
+    }
+
+    fn add_endpoint(
+        &mut self,
+        endpoint: &Endpoint,
+        requested: &[IpAddr],
+    ) -> Result<Vec<Lease>, StoreError> {
+        self.write(|cache, tx, path| endpoints::add(cache, tx, path, endpoint, requested))
+    }
+
+    fn set_endpoint_state(&mut self, id: &str, state: EndpointState) -> Result<(), StoreError> {
+        self.write(|_, tx, path| endpoints::set_state(tx, path, id, state))
+    }
+
+    fn remove_endpoint(&mut self, id: &str) -> Result<(), StoreError> {
+        self.write(|cache, tx, path| endpoints::remove(cache, tx, path, id))
+    }
+
+    fn endpoint(&mut self, id: &str) -> Result<Endpoint, StoreError> {
+        endpoints::get(&mut self.cache, &self.conn, &self.path, id)
+    }
+
+    fn endpoints(&mut self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
+        endpoints::list(&mut self.cache, &self.conn, &self.path, network)
+    }
+
+    fn add_sandbox(&mut self, name: &str, inode: u64) -> Result<(), StoreError> {
+        self.write(|_, tx, path| endpoints::add_sandbox(tx, path, name, inode))
+    }
+
+    fn remove_sandbox(&mut self, name: &str) -> Result<bool, StoreError> {
+        self.write(|_, tx, path| endpoints::remove_sandbox(tx, path, name))
+    }
+
+    fn sandboxes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
+        endpoints::sandboxes(&self.conn, &self.path)
     }
 }
