@@ -200,6 +200,26 @@ impl Netns {
         .map_err(|why| Error::invalid(action(), why))?
     }
 
+    /// A command whose process runs inside this namespace (it enters the
+    /// namespace between fork and exec; the caller never moves). For running
+    /// a user's program in a sandbox, never for netloom's own work.
+    pub fn command(&self, program: impl AsRef<OsStr>) -> Result<std::process::Command> {
+        use std::os::unix::process::CommandExt;
+        let fd = self
+            .fd
+            .try_clone()
+            .map_err(|e| Error::io(format!("duplicate fd of {}", self.label), e))?;
+        let mut cmd = std::process::Command::new(program);
+        // SAFETY: setns is async-signal-safe and touches no memory of the
+        // parent; the fd is owned by the closure and valid in the child.
+        unsafe {
+            cmd.pre_exec(move || {
+                setns(fd.as_fd(), CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+            });
+        }
+        Ok(cmd)
+    }
+
     /// A short description for messages (`netns "sb1"`, `netns /proc/7/ns/net`).
     pub fn label(&self) -> &str {
         &self.label
