@@ -7,14 +7,38 @@ use std::fmt;
 #[derive(Debug)]
 pub enum EngineError {
     Store(StoreError),
+    /// A kernel operation failed; `action` says what netloom was doing.
+    Kernel {
+        action: String,
+        source: netloom_kernel::Error,
+    },
+    /// The kernel lacks something a driver needs.
+    MissingFeature {
+        feature: String,
+        needed_by: String,
+    },
 }
 
 impl EngineError {
+    pub fn kernel(action: &str, source: netloom_kernel::Error) -> EngineError {
+        if let Some(feature) = source.missing_feature_name() {
+            return EngineError::MissingFeature {
+                feature: feature.to_string(),
+                needed_by: action.to_string(),
+            };
+        }
+        EngineError::Kernel {
+            action: action.to_string(),
+            source,
+        }
+    }
+
     /// The model error inside, if this is one (a refused request rather than
     /// a failure of the machine).
     pub fn model(&self) -> Option<&ModelError> {
         match self {
             EngineError::Store(s) => s.model(),
+            _ => None,
         }
     }
 }
@@ -35,6 +59,17 @@ impl fmt::Display for EngineError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             EngineError::Store(e) => e.fmt(f),
+            EngineError::Kernel { action, source } => {
+                let hint = match source.raw_os_error() {
+                    Some(libc_eperm) if libc_eperm == 1 || libc_eperm == 13 => "; run netloom as root (it needs CAP_NET_ADMIN)",
+                    _ => "",
+                };
+                write!(f, "{action}: {source}{hint}")
+            }
+            EngineError::MissingFeature { feature, needed_by } => write!(
+                f,
+                "{needed_by}: this kernel lacks {feature}; load its module (modprobe {feature}) or use another driver"
+            ),
         }
     }
 }
@@ -43,6 +78,8 @@ impl std::error::Error for EngineError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             EngineError::Store(e) => Some(e),
+            EngineError::Kernel { source, .. } => Some(source),
+            EngineError::MissingFeature { .. } => None,
         }
     }
 }

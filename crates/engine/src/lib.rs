@@ -2,8 +2,14 @@
 //! drivers meet. Every front door (CLI, CNI plugin, Docker plugin, library
 //! users) goes through [`Engine`].
 
+mod connect;
+pub mod driver;
+pub mod drivers;
 mod error;
+pub mod kernel;
+pub mod sandbox;
 
+pub use connect::ConnectOptions;
 pub use error::EngineError;
 pub use netloom_model as model;
 pub use netloom_store as store;
@@ -12,19 +18,20 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use netloom_model::{
-    invariants, Allocation, Lease, ModelError, Network, NetworkRequest, Violation,
+    invariants, Allocation, Endpoint, Lease, ModelError, Network, NetworkRequest, Violation,
 };
 use netloom_store::{SqliteStore, Store};
 
 /// Where state lives unless `--state-dir` / `NETLOOM_STATE_DIR` say otherwise.
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/netloom";
 
-/// Drivers this build can create networks with.
-pub const DRIVERS: &[&str] = &["null"];
+/// The driver of networks created without `--driver`.
+pub const DEFAULT_DRIVER: &str = "bridge";
 
 pub struct Engine {
     store: Box<dyn Store>,
     state_dir: PathBuf,
+    kernel: kernel::Kernel,
 }
 
 impl Engine {
@@ -34,6 +41,7 @@ impl Engine {
         Ok(Engine {
             store: Box::new(store),
             state_dir: state_dir.to_path_buf(),
+            kernel: kernel::Kernel::default(),
         })
     }
 
@@ -42,6 +50,7 @@ impl Engine {
         Engine {
             store,
             state_dir: state_dir.to_path_buf(),
+            kernel: kernel::Kernel::default(),
         }
     }
 
@@ -49,21 +58,34 @@ impl Engine {
         &self.state_dir
     }
 
+    /// Records a network and makes its kernel objects; all or nothing.
     pub fn create_network(&mut self, request: &NetworkRequest) -> Result<Network, EngineError> {
-        let driver = if request.driver.is_empty() {
-            "null"
+        let name = if request.driver.is_empty() {
+            DEFAULT_DRIVER
         } else {
             request.driver.as_str()
         };
-        if !DRIVERS.contains(&driver) {
-            return Err(ModelError::Invalid {
-                object: format!("network {:?}", request.name),
-                why: format!("unknown driver {driver:?}"),
-                fix: format!("use one of: {}", DRIVERS.join(", ")),
-            }
-            .into());
+        let mut driver = drivers::by_name(name).ok_or_else(|| ModelError::Invalid {
+            object: format!("network {:?}", request.name),
+            why: format!("unknown driver {name:?}"),
+            fix: format!("use one of: {}", drivers::NAMES.join(", ")),
+        })?;
+        let mut request = request.clone();
+        request.driver = name.to_string();
+        if let Some(mode) = driver.mode() {
+            request.mode = mode;
         }
-        let net = self.store.create_network(request)?;
+        // Validate everything, including the driver's options, before
+        // anything is recorded.
+        driver.validate(&request.validate("0000000000000000")?)?;
+        let net = self.store.create_network(&request)?;
+        if let Err(e) = driver.create_network(&mut self.kernel, &net) {
+            let _ = driver.delete_network(&mut self.kernel, &net);
+            if let Err(undo) = self.store.remove_network(&net.id, true) {
+                tracing::warn!("could not forget network {}: {undo}", net.name);
+            }
+            return Err(e);
+        }
         tracing::info!(network = %net.name, id = %net.id, driver = %net.driver, "network created");
         Ok(net)
     }
@@ -76,14 +98,134 @@ impl Engine {
         Ok(self.store.networks()?)
     }
 
+    /// Removes a network and its kernel objects. While sandboxes are
+    /// connected (or IPAM owners hold addresses), refuses naming them unless
+    /// `force`, which disconnects and releases them first.
     pub fn remove_network(
         &mut self,
         name_or_id: &str,
         force: bool,
     ) -> Result<Network, EngineError> {
-        let net = self.store.remove_network(name_or_id, force)?;
+        let net = self.store.network(name_or_id)?;
+        let endpoints = self.store.endpoints(Some(&net.id))?;
+        if !endpoints.is_empty() && !force {
+            let shown: Vec<String> = endpoints
+                .iter()
+                .take(10)
+                .map(|e| format!("{} ({})", e.sandbox, e.ifname))
+                .collect();
+            return Err(ModelError::Invalid {
+                object: format!("network {:?}", net.name),
+                why: format!(
+                    "{} sandbox connection(s) remain: {}{}",
+                    endpoints.len(),
+                    shown.join(", "),
+                    if endpoints.len() > 10 { ", ..." } else { "" }
+                ),
+                fix: "disconnect them first, or remove it anyway with --force".into(),
+            }
+            .into());
+        }
+        for ep in &endpoints {
+            self.remove_endpoint(&net, ep)?;
+        }
+        let mut driver = self.driver_of(&net)?;
+        driver.delete_network(&mut self.kernel, &net)?;
+        let net = self.store.remove_network(&net.id, force)?;
         tracing::info!(network = %net.name, force, "network removed");
         Ok(net)
+    }
+
+    /// Endpoints, all or of one network, with their addresses.
+    pub fn endpoints(&mut self, network: Option<&str>) -> Result<Vec<Endpoint>, EngineError> {
+        Ok(self.store.endpoints(network)?)
+    }
+
+    /// One endpoint by id or unique id prefix.
+    pub fn endpoint(&mut self, id: &str) -> Result<Endpoint, EngineError> {
+        Ok(self.store.endpoint(id)?)
+    }
+
+    /// What the endpoint's driver reports about it.
+    pub fn endpoint_oper_info(
+        &mut self,
+        ep: &Endpoint,
+    ) -> Result<std::collections::BTreeMap<String, String>, EngineError> {
+        let net = self.store.network(&ep.network)?;
+        Ok(self.driver_of(&net)?.endpoint_oper_info(&net, ep))
+    }
+
+    /// Makes a named sandbox (a network namespace under /run/netns, which
+    /// `ip netns exec NAME` also sees) with its loopback up.
+    pub fn create_sandbox(&mut self, name: &str) -> Result<u64, EngineError> {
+        netloom_model::network::check_name("sandbox name", name)?;
+        let path = netloom_kernel::named_path(name);
+        if path.exists() {
+            return Err(ModelError::Invalid {
+                object: format!("sandbox {name:?}"),
+                why: format!("{} already exists", path.display()),
+                fix: "choose another name, or connect the existing namespace by name as it is"
+                    .into(),
+            }
+            .into());
+        }
+        let ns = netloom_kernel::Netns::create_named(name)
+            .map_err(|e| EngineError::kernel(&format!("sandbox {name:?}: create"), e))?;
+        let made = (|| {
+            let inode = ns
+                .inode()
+                .map_err(|e| EngineError::kernel(&format!("sandbox {name:?}"), e))?;
+            let mut nl = self.kernel.inside(&ns)?;
+            nl.set_up("lo", true)
+                .map_err(|e| EngineError::kernel(&format!("sandbox {name:?}: bring lo up"), e))?;
+            self.store.add_sandbox(name, inode)?;
+            Ok(inode)
+        })();
+        if made.is_err() {
+            let _ = netloom_kernel::Netns::remove_named(name);
+        }
+        made
+    }
+
+    /// Disconnects every endpoint of a named sandbox and removes it;
+    /// returns how many endpoints it had.
+    pub fn remove_sandbox(&mut self, name: &str) -> Result<usize, EngineError> {
+        let ns = sandbox::SandboxRef::Named(name.to_string()).open()?;
+        let inode = ns
+            .inode()
+            .map_err(|e| EngineError::kernel(&format!("sandbox {name:?}"), e))?;
+        drop(ns);
+        let eps: Vec<Endpoint> = self
+            .store
+            .endpoints(None)?
+            .into_iter()
+            .filter(|e| e.sandbox_inode == inode)
+            .collect();
+        for ep in &eps {
+            let net = self.store.network(&ep.network)?;
+            self.remove_endpoint(&net, ep)?;
+        }
+        netloom_kernel::Netns::remove_named(name)
+            .map_err(|e| EngineError::kernel(&format!("sandbox {name:?}: remove"), e))?;
+        self.store.remove_sandbox(name)?;
+        Ok(eps.len())
+    }
+
+    /// Named sandboxes netloom made: name, namespace inode, whether it
+    /// still exists.
+    pub fn sandboxes(&mut self) -> Result<Vec<(String, u64, bool)>, EngineError> {
+        Ok(self
+            .store
+            .sandboxes()?
+            .into_iter()
+            .map(|(n, i)| {
+                let alive = netloom_kernel::Netns::open_named(&n)
+                    .ok()
+                    .and_then(|ns| ns.inode().ok())
+                    == Some(i);
+                (n, i, alive)
+            })
+            .collect())
     }
 
     /// Gives `owner` one address per family of the network (see [`Store::allocate`]).

@@ -1,0 +1,221 @@
+//! Connecting sandboxes to networks, and taking them off again.
+//!
+//! Intent first: the endpoint record and its addresses are written in one
+//! transaction (state `creating`) before the kernel is touched, and marked
+//! `ready` after. A failure undoes every step, in reverse, and removes the
+//! record; a crash leaves a `creating` or `removing` record for `gc`.
+
+use std::net::IpAddr;
+
+use netloom_model::endpoint::{check_ifname, format_mac, parse_mac};
+use netloom_model::{Endpoint, EndpointState, ModelError, Network, PortMapping};
+
+use crate::sandbox::SandboxRef;
+use crate::{drivers, Engine, EngineError};
+
+/// What `connect` may be told beyond network and sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Requested addresses, at most one per family.
+    pub ips: Vec<IpAddr>,
+    pub mac: Option<String>,
+    pub ifname: Option<String>,
+    pub aliases: Vec<String>,
+    pub ports: Vec<PortMapping>,
+}
+
+/// A locally administered unicast MAC derived from the endpoint id.
+fn mac_for(id: &str) -> String {
+    let mut mac = [0x02u8, 0, 0, 0, 0, 0];
+    for (i, b) in mac.iter_mut().enumerate().skip(1) {
+        *b = u8::from_str_radix(&id[i * 2..i * 2 + 2], 16).unwrap_or(0);
+    }
+    format_mac(&mac)
+}
+
+impl Engine {
+    pub(crate) fn driver_of(
+        &self,
+        network: &Network,
+    ) -> Result<Box<dyn crate::driver::Driver>, EngineError> {
+        drivers::by_name(&network.driver).ok_or_else(|| {
+            ModelError::Invalid {
+                object: format!("network {:?}", network.name),
+                why: format!(
+                    "its driver {:?} is not built into this netloom",
+                    network.driver
+                ),
+                fix: format!(
+                    "use a netloom that has it; built in: {}",
+                    drivers::NAMES.join(", ")
+                ),
+            }
+            .into()
+        })
+    }
+
+    /// Connects a sandbox to a network: addresses, interface, routes,
+    /// published ports. All or nothing.
+    pub fn connect(
+        &mut self,
+        network: &str,
+        sandbox: &str,
+        opts: &ConnectOptions,
+    ) -> Result<Endpoint, EngineError> {
+        let net = self.store.network(network)?;
+        let mut driver = self.driver_of(&net)?;
+        let sref = SandboxRef::parse(sandbox)?;
+        let ns = sref.open()?;
+        let inode = ns
+            .inode()
+            .map_err(|e| EngineError::kernel(&format!("sandbox {sref}: read its namespace"), e))?;
+        let ifname = match &opts.ifname {
+            Some(n) => {
+                check_ifname(n)?;
+                n.clone()
+            }
+            None => self.free_ifname(inode)?,
+        };
+        let id = netloom_store::random_id().map_err(|e| ModelError::Invalid {
+            object: "netloom".into(),
+            why: format!("cannot read /dev/urandom ({e})"),
+            fix: "check /dev".into(),
+        })?;
+        let mac = match &opts.mac {
+            Some(m) => format_mac(&parse_mac(m)?),
+            None => mac_for(&id),
+        };
+        for a in &opts.aliases {
+            netloom_model::network::check_name("alias", a)?;
+        }
+        let mut ep = Endpoint {
+            id,
+            network: net.name.clone(),
+            sandbox: sref.to_string(),
+            sandbox_inode: inode,
+            ifname,
+            host_ifname: None,
+            mac,
+            aliases: opts.aliases.clone(),
+            ports: opts.ports.clone(),
+            state: EndpointState::Creating,
+            leases: Vec::new(),
+        };
+        ep.host_ifname = driver
+            .host_links(&net, std::slice::from_ref(&ep))
+            .into_iter()
+            .nth(1);
+        ep.leases = self.store.add_endpoint(&ep, &opts.ips)?;
+
+        let kernel = &mut self.kernel;
+        let made = (|| {
+            driver.create_endpoint(kernel, &net, &ep)?;
+            driver.join(kernel, &net, &ep, &ns)?;
+            driver.program_external_connectivity(kernel, &net, &ep)
+        })();
+        if let Err(e) = made {
+            let _ = driver.revoke_external_connectivity(kernel, &net, &ep);
+            let _ = driver.leave(kernel, &net, &ep, Some(&ns));
+            let _ = driver.delete_endpoint(kernel, &net, &ep);
+            if let Err(undo) = self.store.remove_endpoint(&ep.id) {
+                tracing::warn!(
+                    "could not forget endpoint {}: {undo}; `netloom gc` will",
+                    &ep.id[..12]
+                );
+            }
+            return Err(e);
+        }
+        self.store
+            .set_endpoint_state(&ep.id, EndpointState::Ready)?;
+        ep.state = EndpointState::Ready;
+        tracing::info!(network = %net.name, sandbox = %ep.sandbox, endpoint = %&ep.id[..12], "connected");
+        Ok(ep)
+    }
+
+    /// The first `ethN` the sandbox does not use for another endpoint.
+    fn free_ifname(&mut self, inode: u64) -> Result<String, EngineError> {
+        let used: Vec<String> = self
+            .store
+            .endpoints(None)?
+            .into_iter()
+            .filter(|e| e.sandbox_inode == inode)
+            .map(|e| e.ifname)
+            .collect();
+        Ok((0..)
+            .map(|i| format!("eth{i}"))
+            .find(|n| !used.contains(n))
+            .expect("some ethN is free"))
+    }
+
+    /// Endpoints of `network` in `sandbox` (matched by namespace, or by the
+    /// name it was connected with when the namespace is gone).
+    pub fn endpoints_in(
+        &mut self,
+        network: &str,
+        sandbox: &str,
+    ) -> Result<Vec<Endpoint>, EngineError> {
+        let sref = SandboxRef::parse(sandbox)?;
+        let inode = sref.open().ok().and_then(|ns| ns.inode().ok());
+        let all = self.store.endpoints(Some(network))?;
+        Ok(all
+            .into_iter()
+            .filter(|e| {
+                Some(e.sandbox_inode) == inode || (inode.is_none() && e.sandbox == sref.to_string())
+            })
+            .collect())
+    }
+
+    /// Disconnects a sandbox from a network (every interface it has there,
+    /// or only `ifname`).
+    pub fn disconnect(
+        &mut self,
+        network: &str,
+        sandbox: &str,
+        ifname: Option<&str>,
+    ) -> Result<Vec<Endpoint>, EngineError> {
+        let net = self.store.network(network)?;
+        let eps: Vec<Endpoint> = self
+            .endpoints_in(&net.name, sandbox)?
+            .into_iter()
+            .filter(|e| ifname.is_none_or(|n| e.ifname == n))
+            .collect();
+        if eps.is_empty() {
+            return Err(ModelError::Invalid {
+                object: format!("sandbox {sandbox:?}"),
+                why: format!(
+                    "it is not connected to network {:?}{}",
+                    net.name,
+                    ifname.map(|n| format!(" through {n}")).unwrap_or_default()
+                ),
+                fix: "`netloom endpoint ls` lists the connections".into(),
+            }
+            .into());
+        }
+        for ep in &eps {
+            self.remove_endpoint(&net, ep)?;
+        }
+        Ok(eps)
+    }
+
+    /// Takes one endpoint down and forgets it. Safe to repeat.
+    pub(crate) fn remove_endpoint(
+        &mut self,
+        net: &Network,
+        ep: &Endpoint,
+    ) -> Result<(), EngineError> {
+        let mut driver = self.driver_of(net)?;
+        self.store
+            .set_endpoint_state(&ep.id, EndpointState::Removing)?;
+        let ns = SandboxRef::parse(&ep.sandbox)
+            .ok()
+            .and_then(|r| r.open().ok())
+            .filter(|ns| ns.inode().ok() == Some(ep.sandbox_inode));
+        let kernel = &mut self.kernel;
+        driver.revoke_external_connectivity(kernel, net, ep)?;
+        driver.leave(kernel, net, ep, ns.as_ref())?;
+        driver.delete_endpoint(kernel, net, ep)?;
+        self.store.remove_endpoint(&ep.id)?;
+        tracing::info!(network = %net.name, sandbox = %ep.sandbox, endpoint = %&ep.id[..12], "disconnected");
+        Ok(())
+    }
+}

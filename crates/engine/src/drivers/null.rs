@@ -1,0 +1,95 @@
+//! The null driver: addresses are managed, nothing is made in the kernel.
+//! A sandbox connected to a null network keeps only its loopback.
+
+use std::collections::BTreeMap;
+
+use netloom_kernel::Netns;
+use netloom_model::{Endpoint, Network};
+
+use crate::driver::{check_options, Driver};
+use crate::kernel::Kernel;
+use crate::EngineError;
+
+pub struct NullDriver;
+
+impl Driver for NullDriver {
+    fn name(&self) -> &'static str {
+        "null"
+    }
+
+    fn validate(&self, network: &Network) -> Result<(), EngineError> {
+        check_options("null", network, &[])
+    }
+
+    fn create_network(&mut self, _: &mut Kernel, _: &Network) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn delete_network(&mut self, _: &mut Kernel, _: &Network) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn create_endpoint(
+        &mut self,
+        _: &mut Kernel,
+        _: &Network,
+        _: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn delete_endpoint(
+        &mut self,
+        _: &mut Kernel,
+        _: &Network,
+        _: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn join(
+        &mut self,
+        _: &mut Kernel,
+        _: &Network,
+        _: &Endpoint,
+        _: &Netns,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn leave(
+        &mut self,
+        _: &mut Kernel,
+        _: &Network,
+        _: &Endpoint,
+        _: Option<&Netns>,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn endpoint_oper_info(&self, _: &Network, _: &Endpoint) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
+
+    fn program_external_connectivity(
+        &mut self,
+        _: &mut Kernel,
+        _: &Network,
+        _: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn revoke_external_connectivity(
+        &mut self,
+        _: &mut Kernel,
+        _: &Network,
+        _: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    fn host_links(&self, _: &Network, _: &[Endpoint]) -> Vec<String> {
+        Vec::new()
+    }
+}
