@@ -61,6 +61,7 @@ fn filled(policy: Policy) -> PathBuf {
     engine
         .create_network(&NetworkRequest {
             name: "big".into(),
+            driver: "null".into(),
             subnets: vec!["10.40.0.0/16".into()],
             ipam_policy: policy,
             ..Default::default()

@@ -47,6 +47,92 @@ pub enum Command {
     /// Check every invariant over the stored state: exit 0 and "clean" when
     /// all hold, exit 1 and one line per violation otherwise.
     Check,
+    /// Create, list and remove named sandboxes (network namespaces).
+    #[command(subcommand)]
+    Sandbox(SandboxCmd),
+    /// Connect a sandbox to a network: an interface with addresses and
+    /// routes, NAT and published ports as the network's driver provides.
+    #[command(
+        after_help = "SANDBOX is a sandbox name (a namespace under /run/netns), a path to a \
+network namespace file, or pid:N.\n\n\
+Examples:\n  \
+netloom connect web sb1\n  \
+netloom connect web sb1 --ip 10.88.0.10 --publish 8080:80 --publish 5353:53/udp\n  \
+netloom connect web pid:4242 --ifname eth1 --mac 02:42:0a:58:00:0a"
+    )]
+    Connect(ConnectArgs),
+    /// Disconnect a sandbox from a network, removing its interface and rules.
+    Disconnect {
+        /// Network name or id.
+        network: String,
+        /// Sandbox name, namespace path or pid:N.
+        sandbox: String,
+        /// Only this interface (when the sandbox has several on the network).
+        #[arg(long)]
+        ifname: Option<String>,
+    },
+    /// List and inspect endpoints (sandbox connections).
+    #[command(subcommand)]
+    Endpoint(EndpointCmd),
+    /// Run a command inside a sandbox's network namespace; exits with its status.
+    Exec {
+        /// Sandbox name, namespace path or pid:N.
+        sandbox: String,
+        /// The command and its arguments.
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct ConnectArgs {
+    /// Network name or id.
+    pub network: String,
+    /// Sandbox name, namespace path or pid:N.
+    pub sandbox: String,
+    /// IPv4 address to use instead of the next free one.
+    #[arg(long, value_name = "IP")]
+    pub ip: Option<String>,
+    /// IPv6 address to use instead of the next free one.
+    #[arg(long, value_name = "IP")]
+    pub ip6: Option<String>,
+    /// MAC address of the sandbox's interface (default: derived from the endpoint id).
+    #[arg(long)]
+    pub mac: Option<String>,
+    /// Interface name inside the sandbox (default: the first free ethN).
+    #[arg(long)]
+    pub ifname: Option<String>,
+    /// Another name the sandbox answers to on this network (repeatable).
+    #[arg(long)]
+    pub alias: Vec<String>,
+    /// Publish a port: [HOSTIP:]HOSTPORT[-END]:PORT[-END][/tcp|udp|sctp] (repeatable).
+    #[arg(long, short = 'p', value_name = "SPEC")]
+    pub publish: Vec<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SandboxCmd {
+    /// Create a named sandbox (visible to `ip netns` too), loopback up.
+    Create { name: String },
+    /// Disconnect a sandbox from every network and remove it.
+    #[command(alias = "remove")]
+    Rm { name: String },
+    /// List the sandboxes netloom created.
+    #[command(alias = "list")]
+    Ls,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum EndpointCmd {
+    /// List endpoints: network, sandbox, interface, addresses, state.
+    #[command(alias = "list")]
+    Ls {
+        /// Only this network's.
+        #[arg(long)]
+        network: Option<String>,
+    },
+    /// Show one endpoint (id or unique id prefix).
+    Inspect { id: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -84,9 +170,21 @@ netloom network create routed --driver null --mode pooled --subnet 10.90.0.0/24"
 pub struct NetworkCreate {
     /// Network name: letters, digits, '_', '.', '-'.
     pub name: String,
-    /// Driver that realises the network.
-    #[arg(long, default_value = "null")]
+    /// Driver that realises the network: bridge (a Linux bridge, NAT,
+    /// published ports) or null (addresses only, nothing in the kernel).
+    #[arg(long, default_value = netloom_engine::DEFAULT_DRIVER)]
     pub driver: String,
+    /// No way in or out: no default route, no NAT, nothing forwarded
+    /// between the network and elsewhere.
+    #[arg(long)]
+    pub internal: bool,
+    /// MTU of the network's interfaces.
+    #[arg(long)]
+    pub mtu: Option<u32>,
+    /// Driver option KEY=VALUE (repeatable); bridge: isolate=false lets
+    /// the network talk to other networks that also say so.
+    #[arg(long = "opt", short = 'o', value_name = "KEY=VALUE")]
+    pub opt: Vec<String>,
     /// A subnet, IPv4 or IPv6 (repeatable; one per family is usual).
     #[arg(long, value_name = "CIDR")]
     pub subnet: Vec<String>,

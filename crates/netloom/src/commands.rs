@@ -17,6 +17,15 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
         Command::Network(cmd) => network(&mut engine, json, cmd)?,
         Command::Ipam(cmd) => ipam(&mut engine, json, cmd)?,
         Command::Check => return check(&mut engine, json),
+        Command::Sandbox(cmd) => crate::connect::sandbox(&mut engine, json, cmd)?,
+        Command::Connect(args) => crate::connect::connect(&mut engine, json, args)?,
+        Command::Disconnect {
+            network,
+            sandbox,
+            ifname,
+        } => crate::connect::disconnect(&mut engine, json, &network, &sandbox, ifname.as_deref())?,
+        Command::Endpoint(cmd) => crate::connect::endpoint(&mut engine, json, cmd)?,
+        Command::Exec { sandbox, command } => return crate::connect::exec(&sandbox, &command),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -80,7 +89,7 @@ fn describe_subnets(net: &Network) -> String {
 fn network(engine: &mut Engine, json: bool, cmd: NetworkCmd) -> Result<(), EngineError> {
     match cmd {
         NetworkCmd::Create(args) => {
-            let net = engine.create_network(&request(args))?;
+            let net = engine.create_network(&request(args)?)?;
             if json {
                 print_json(&network_json(&net, None));
             } else {
@@ -166,8 +175,22 @@ fn network(engine: &mut Engine, json: bool, cmd: NetworkCmd) -> Result<(), Engin
     Ok(())
 }
 
-fn request(a: NetworkCreate) -> NetworkRequest {
-    NetworkRequest {
+fn request(a: NetworkCreate) -> Result<NetworkRequest, EngineError> {
+    let mut options = std::collections::BTreeMap::new();
+    for o in &a.opt {
+        let (k, v) =
+            o.split_once('=')
+                .ok_or_else(|| netloom_engine::model::ModelError::Malformed {
+                    what: "driver option".into(),
+                    value: o.clone(),
+                    why: "expected KEY=VALUE, e.g. isolate=false".into(),
+                })?;
+        options.insert(k.to_string(), v.to_string());
+    }
+    if let Some(m) = a.mtu {
+        options.insert("mtu".into(), m.to_string());
+    }
+    Ok(NetworkRequest {
         name: a.name,
         driver: a.driver,
         subnets: a.subnet,
@@ -183,8 +206,9 @@ fn request(a: NetworkCreate) -> NetworkRequest {
             ModeArg::Shared => Mode::Shared,
             ModeArg::Pooled => Mode::Pooled,
         },
-        ..Default::default()
-    }
+        internal: a.internal,
+        options,
+    })
 }
 
 fn ipam(engine: &mut Engine, json: bool, cmd: IpamCmd) -> Result<(), EngineError> {

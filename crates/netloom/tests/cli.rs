@@ -74,6 +74,8 @@ fn network_lifecycle_and_json_shapes() {
     let created = s.json(&[
         "network",
         "create",
+        "--driver",
+        "null",
         "web",
         "--subnet",
         "10.88.0.0/24",
@@ -176,7 +178,15 @@ fn network_lifecycle_and_json_shapes() {
 #[test]
 fn refusals_exit_1_and_change_nothing() {
     let s = State::new("refuse");
-    s.ok(&["network", "create", "web", "--subnet", "10.1.0.0/24"]);
+    s.ok(&[
+        "network",
+        "create",
+        "--driver",
+        "null",
+        "web",
+        "--subnet",
+        "10.1.0.0/24",
+    ]);
     s.ok(&["ipam", "allocate", "web", "--owner", "c1"]);
     let before = s.ok(&["--json", "ipam", "ls", "web"]);
     for (args, needle) in [
@@ -205,7 +215,15 @@ fn refusals_exit_1_and_change_nothing() {
             "invalid requested address \"10.1.0.300\"",
         ),
         (
-            vec!["network", "create", "db", "--subnet", "10.0.0.0/8"],
+            vec![
+                "network",
+                "create",
+                "--driver",
+                "null",
+                "db",
+                "--subnet",
+                "10.0.0.0/8",
+            ],
             "overlaps network \"web\"",
         ),
         (
@@ -220,7 +238,10 @@ fn refusals_exit_1_and_change_nothing() {
             ],
             "unknown driver \"warp\"",
         ),
-        (vec!["network", "create", "db"], "no subnet given"),
+        (
+            vec!["network", "create", "--driver", "null", "db"],
+            "no subnet given",
+        ),
         (
             vec!["network", "inspect", "nope"],
             "network \"nope\" does not exist",
@@ -240,6 +261,8 @@ fn pooled_mode_gives_host_prefix_and_own_gateway() {
     s.ok(&[
         "network",
         "create",
+        "--driver",
+        "null",
         "routed",
         "--mode",
         "pooled",
@@ -258,7 +281,15 @@ fn pooled_mode_gives_host_prefix_and_own_gateway() {
 #[test]
 fn check_reports_each_violation_and_exits_1() {
     let s = State::new("check");
-    s.ok(&["network", "create", "web", "--subnet", "10.1.0.0/24"]);
+    s.ok(&[
+        "network",
+        "create",
+        "--driver",
+        "null",
+        "web",
+        "--subnet",
+        "10.1.0.0/24",
+    ]);
     s.ok(&["ipam", "allocate", "web", "--owner", "c1"]);
     s.ok(&["ipam", "allocate", "web", "--owner", "c2"]);
     // Break the state behind netloom's back: c2 onto the broadcast address,
@@ -328,7 +359,7 @@ fn help_teaches() {
     ] {
         assert!(top.contains(word), "--help lacks {word}: {top}");
     }
-    let create = s.ok(&["network", "create", "--help"]);
+    let create = s.ok(&["network", "create", "--driver", "null", "--help"]);
     for word in [
         "--subnet",
         "--gateway",

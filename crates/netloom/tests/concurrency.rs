@@ -28,6 +28,8 @@ fn sixteen_processes_never_double_allocate() {
     assert!(netloom(&[
         "network",
         "create",
+        "--driver",
+        "null",
         "big",
         "--subnet",
         "10.20.0.0/20",
