@@ -1,0 +1,218 @@
+//! The bridge driver end to end, through the CLI, in throwaway hosts:
+//! traffic that must pass, kernel state read back, nothing left behind.
+
+mod support;
+use support::World;
+
+fn world_with_web() -> Option<World> {
+    let w = World::new()?;
+    w.ok(&[
+        "network",
+        "create",
+        "web",
+        "--subnet",
+        "10.88.0.0/24",
+        "--subnet",
+        "fd00:88::/64",
+    ]);
+    w.ok(&["sandbox", "create", "a"]);
+    w.ok(&["sandbox", "create", "b"]);
+    Some(w)
+}
+
+#[test]
+fn sandboxes_on_one_network_reach_each_other_at_once_v4_and_v6() {
+    let Some(w) = world_with_web() else { return };
+    let a = w.json(&["connect", "web", "a"]);
+    assert_eq!(a["ifname"], "eth0");
+    assert_eq!(a["state"], "ready");
+    assert_eq!(a["leases"][0]["address"], "10.88.0.2/24");
+    assert_eq!(a["leases"][1]["address"], "fd00:88::2/64");
+    w.ok(&[
+        "connect",
+        "web",
+        "b",
+        "--ip",
+        "10.88.0.50",
+        "--ip6",
+        "fd00:88::50",
+        "--mac",
+        "02:00:00:00:00:50",
+    ]);
+    // IPv6 usable immediately: no wait for duplicate address detection.
+    assert!(w.ping("a", "fd00:88::50"), "a -> b over IPv6");
+    assert!(w.ping("a", "10.88.0.50"), "a -> b over IPv4");
+    assert!(w.ping("b", "10.88.0.1"), "b -> gateway");
+    // Kernel state read back.
+    let addrs = w.addrs("b", "eth0");
+    assert!(
+        addrs.contains(&"10.88.0.50/24".to_string())
+            && addrs.contains(&"fd00:88::50/64".to_string()),
+        "{addrs:?}"
+    );
+    let link = w.ip_json(Some("b"), "link show dev eth0");
+    assert_eq!(link[0]["address"], "02:00:00:00:00:50");
+    let routes = w.ip_json(Some("b"), "route show default");
+    assert_eq!(routes[0]["gateway"], "10.88.0.1");
+    let routes6 = w.ip_json(Some("b"), "-6 route show default");
+    assert_eq!(routes6[0]["gateway"], "fd00:88::1");
+    // The sandbox is a named namespace `ip netns` sees too.
+    assert!(w
+        .sh("ip netns exec a ip -br addr show dev eth0 | grep -q 10.88.0.2")
+        .status
+        .success());
+    w.assert_clean();
+}
+
+#[test]
+fn disconnect_and_network_rm_leave_nothing() {
+    let Some(w) = world_with_web() else { return };
+    w.ok(&["connect", "web", "a"]);
+    w.ok(&["connect", "web", "b"]);
+    let br: Vec<String> = w
+        .host_links()
+        .into_iter()
+        .filter(|l| l.starts_with("nlbr-"))
+        .collect();
+    assert_eq!(br.len(), 1);
+    assert_eq!(
+        w.host_links()
+            .iter()
+            .filter(|l| l.starts_with("nlv-"))
+            .count(),
+        2
+    );
+
+    w.ok(&["disconnect", "web", "a"]);
+    assert_eq!(
+        w.host_links()
+            .iter()
+            .filter(|l| l.starts_with("nlv-"))
+            .count(),
+        1
+    );
+    assert!(w
+        .ip_json(Some("a"), "link show")
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["ifname"] == "lo"));
+    assert!(!w.ping("b", "10.88.0.2"));
+    let err = w.fails(&["disconnect", "web", "a"]);
+    assert!(err.contains("not connected to network \"web\""), "{err}");
+
+    let err = w.fails(&["network", "rm", "web"]);
+    assert!(err.contains("b (eth0)") && err.contains("--force"), "{err}");
+    w.ok(&["network", "rm", "web", "--force"]);
+    assert!(
+        w.host_links().iter().all(|l| !l.starts_with("nl")),
+        "{:?}",
+        w.host_links()
+    );
+    assert!(w
+        .ip_json(Some("b"), "link show")
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["ifname"] == "lo"));
+    assert_eq!(w.json(&["endpoint", "ls"]), serde_json::json!([]));
+    w.assert_clean();
+}
+
+#[test]
+fn a_failed_connect_leaves_nothing() {
+    let Some(w) = world_with_web() else { return };
+    let before = w.ok(&["--json", "ipam", "ls", "web"]);
+    // The store refuses: address outside the subnet.
+    let err = w.fails(&["connect", "web", "a", "--ip", "10.99.0.5"]);
+    assert!(err.contains("outside its subnets"), "{err}");
+    // The kernel refuses: the sandbox already has an interface of that name.
+    assert!(w
+        .sh("ip -n a link add taken type veth peer name taken2")
+        .status
+        .success());
+    let err = w.fails(&["connect", "web", "a", "--ifname", "taken"]);
+    assert!(
+        err.contains("taken") && err.contains("File exists"),
+        "{err}"
+    );
+    assert_eq!(
+        w.ok(&["--json", "ipam", "ls", "web"]),
+        before,
+        "addresses were not released"
+    );
+    assert_eq!(w.json(&["endpoint", "ls"]), serde_json::json!([]));
+    assert!(
+        w.host_links().iter().all(|l| !l.starts_with("nlv-")),
+        "{:?}",
+        w.host_links()
+    );
+    // A sandbox that does not exist.
+    let err = w.fails(&["connect", "web", "nosuch"]);
+    assert!(
+        err.contains("sandbox nosuch") && err.contains("netloom sandbox create nosuch"),
+        "{err}"
+    );
+    w.assert_clean();
+}
+
+#[test]
+fn internal_networks_have_no_default_route_and_mtu_applies() {
+    let Some(w) = World::new() else { return };
+    w.ok(&[
+        "network",
+        "create",
+        "priv",
+        "--internal",
+        "--mtu",
+        "1400",
+        "--subnet",
+        "10.77.0.0/24",
+    ]);
+    w.ok(&["sandbox", "create", "s"]);
+    w.ok(&["connect", "priv", "s"]);
+    assert_eq!(
+        w.ip_json(Some("s"), "route show default"),
+        serde_json::json!([])
+    );
+    assert_eq!(w.ip_json(Some("s"), "link show dev eth0")[0]["mtu"], 1400);
+    assert!(w.ping("s", "10.77.0.1"), "the gateway is on-link");
+    w.assert_clean();
+}
+
+#[test]
+fn sandboxes_by_path_and_pid_and_two_networks_in_one_sandbox() {
+    let Some(w) = world_with_web() else { return };
+    w.ok(&["network", "create", "db", "--subnet", "10.89.0.0/24"]);
+    // By path.
+    let e = w.json(&["connect", "web", "/run/netns/a"]);
+    assert_eq!(e["sandbox"], "/run/netns/a");
+    // A second network in the same sandbox gets eth1; the first keeps the default route.
+    let e = w.json(&["connect", "db", "a"]);
+    assert_eq!(e["ifname"], "eth1");
+    assert_eq!(
+        w.ip_json(Some("a"), "route show default")[0]["gateway"],
+        "10.88.0.1"
+    );
+    // By pid: a process in its own network namespace.
+    let mut child = w
+        .host
+        .command("unshare")
+        .args(["--net", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let pid = format!("pid:{}", child.id());
+    let e = w.json(&["connect", "db", &pid]);
+    assert_eq!(e["sandbox"], pid);
+    assert!(w.ping(&pid, "10.89.0.2"), "pid sandbox -> a over db");
+    w.ok(&["disconnect", "db", &pid]);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Removing a sandbox disconnects it everywhere.
+    let out = w.ok(&["sandbox", "rm", "a"]);
+    assert!(out.contains("2 endpoint(s) disconnected"), "{out}");
+    assert_eq!(w.json(&["endpoint", "ls"]), serde_json::json!([]));
+    assert!(!w.sh("ip netns list | grep -qw a").status.success());
+    w.assert_clean();
+}

@@ -1,0 +1,125 @@
+//! Runs the real `netloom` binary inside a throwaway host (its own network
+//! and mount namespaces, private /run), with its state under that /run.
+
+#![allow(dead_code)]
+
+use netloom_testhost::Host;
+use std::process::Output;
+
+pub struct World {
+    pub host: Host,
+}
+
+pub const STATE: &str = "/run/netloom-state";
+
+impl World {
+    /// A fresh world, or None (after printing SKIP) when this process cannot
+    /// make one.
+    pub fn new() -> Option<World> {
+        match Host::try_new() {
+            Ok(host) => Some(World { host }),
+            Err(e) => {
+                netloom_testhost::skip(e);
+                None
+            }
+        }
+    }
+
+    pub fn netloom(&self, args: &[&str]) -> Output {
+        self.host
+            .command(env!("CARGO_BIN_EXE_netloom"))
+            .env("NETLOOM_STATE_DIR", STATE)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// A netloom command that must succeed; its stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.netloom(args);
+        assert!(
+            out.status.success(),
+            "netloom {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// A netloom command that must fail with exit 1; its stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.netloom(args);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "netloom {args:?} should fail: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// A shell command in the host; its output.
+    pub fn sh(&self, script: &str) -> Output {
+        self.host
+            .command("sh")
+            .arg("-c")
+            .arg(script)
+            .output()
+            .unwrap()
+    }
+
+    /// Whether one ping from `sandbox` to `ip` gets an answer.
+    pub fn ping(&self, sandbox: &str, ip: &str) -> bool {
+        self.netloom(&["exec", sandbox, "--", "ping", "-c1", "-W1", "-q", ip])
+            .status
+            .success()
+    }
+
+    /// `ip -j ARGS` inside a sandbox (or the host when `sandbox` is None).
+    pub fn ip_json(&self, sandbox: Option<&str>, args: &str) -> serde_json::Value {
+        let out = match sandbox {
+            Some(s) => {
+                let mut a = vec!["exec", s, "--", "ip", "-j"];
+                a.extend(args.split_whitespace());
+                self.netloom(&a)
+            }
+            None => self.sh(&format!("ip -j {args}")),
+        };
+        assert!(
+            out.status.success(),
+            "ip -j {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or(serde_json::Value::Array(vec![]))
+    }
+
+    /// Names of the host's links.
+    pub fn host_links(&self) -> Vec<String> {
+        self.ip_json(None, "link show")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["ifname"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Addresses (ADDR/LEN) of an interface inside a sandbox.
+    pub fn addrs(&self, sandbox: &str, ifname: &str) -> Vec<String> {
+        let v = self.ip_json(Some(sandbox), &format!("addr show dev {ifname}"));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["addr_info"].as_array().unwrap().clone())
+            .map(|a| format!("{}/{}", a["local"].as_str().unwrap(), a["prefixlen"]))
+            .collect()
+    }
+
+    pub fn assert_clean(&self) {
+        assert_eq!(self.ok(&["check"]), "clean\n");
+    }
+}
