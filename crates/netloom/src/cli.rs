@@ -44,9 +44,13 @@ pub enum Command {
     /// Hand out and release addresses on a network.
     #[command(subcommand)]
     Ipam(IpamCmd),
-    /// Check every invariant over the stored state: exit 0 and "clean" when
-    /// all hold, exit 1 and one line per violation otherwise.
+    /// Check every invariant over the stored state and that the kernel
+    /// agrees with it: exit 0 and "clean" when all hold, exit 1 and one line
+    /// per violation otherwise.
     Check,
+    /// Finish or undo interrupted commands and remove leftovers: endpoints
+    /// whose sandbox is gone, kernel objects with netloom names and no record.
+    Gc,
     /// Create, list and remove named sandboxes (network namespaces).
     #[command(subcommand)]
     Sandbox(SandboxCmd),

@@ -17,6 +17,18 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
         Command::Network(cmd) => network(&mut engine, json, cmd)?,
         Command::Ipam(cmd) => ipam(&mut engine, json, cmd)?,
         Command::Check => return check(&mut engine, json),
+        Command::Gc => {
+            let report = engine.gc()?;
+            if json {
+                print_json(&serde_json::to_value(&report).expect("reports serialise"));
+            } else if report.actions.is_empty() {
+                println!("nothing to do");
+            } else {
+                for a in &report.actions {
+                    println!("{a}");
+                }
+            }
+        }
         Command::Sandbox(cmd) => crate::connect::sandbox(&mut engine, json, cmd)?,
         Command::Connect(args) => crate::connect::connect(&mut engine, json, args)?,
         Command::Disconnect {
@@ -262,7 +274,8 @@ fn ipam(engine: &mut Engine, json: bool, cmd: IpamCmd) -> Result<(), EngineError
 }
 
 fn check(engine: &mut Engine, json: bool) -> Result<ExitCode, EngineError> {
-    let violations = engine.check()?;
+    let mut violations = engine.check()?;
+    violations.extend(engine.check_kernel()?);
     if json {
         print_json(&json!({ "clean": violations.is_empty(), "violations": violations }));
     } else if violations.is_empty() {

@@ -1,0 +1,231 @@
+//! Store and kernel agreement (invariant 6): `check` lists every
+//! difference; `gc` finishes or undoes unfinished intents and removes
+//! leftovers.
+//!
+//! Every kernel object netloom makes has a recognisable name: links start
+//! with [`LINK_PREFIXES`]. Anything so named without a record is a leftover.
+
+use std::collections::BTreeSet;
+
+use netloom_model::{Endpoint, EndpointState, Network, Violation};
+
+use crate::sandbox::SandboxRef;
+use crate::{Engine, EngineError};
+
+/// Prefixes of the host-side links netloom's drivers make.
+pub const LINK_PREFIXES: &[&str] = &["nlbr-", "nlv-", "nlp-", "nlm-"];
+
+fn drift(message: String) -> Violation {
+    Violation {
+        invariant: 6,
+        message,
+    }
+}
+
+/// Whether the endpoint's sandbox still exists (its reference opens the
+/// namespace the endpoint was made in).
+fn sandbox_alive(ep: &Endpoint) -> bool {
+    SandboxRef::parse(&ep.sandbox)
+        .ok()
+        .and_then(|r| r.open().ok())
+        .and_then(|ns| ns.inode().ok())
+        == Some(ep.sandbox_inode)
+}
+
+/// What `gc` did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct GcReport {
+    /// One line per action, naming the object.
+    pub actions: Vec<String>,
+}
+
+impl Engine {
+    fn host_link_names(&mut self) -> Result<BTreeSet<String>, EngineError> {
+        Ok(self
+            .kernel
+            .host()?
+            .list_links()
+            .map_err(|e| EngineError::kernel("list the host's links", e))?
+            .into_iter()
+            .map(|l| l.name)
+            .collect())
+    }
+
+    /// The links the records say should exist, by network.
+    fn expected_links(
+        &mut self,
+    ) -> Result<Vec<(Network, Vec<Endpoint>, Vec<String>)>, EngineError> {
+        let mut out = Vec::new();
+        for net in self.store.networks()? {
+            let eps = self.store.endpoints(Some(&net.id))?;
+            let driver = self.driver_of(&net)?;
+            let live: Vec<Endpoint> = eps
+                .iter()
+                .filter(|e| e.state == EndpointState::Ready)
+                .cloned()
+                .collect();
+            let links = driver.host_links(&net, &live);
+            out.push((net, eps, links));
+        }
+        Ok(out)
+    }
+
+    /// Invariant 6: every record has its kernel objects, and nothing with a
+    /// netloom name exists without a record.
+    pub fn check_kernel(&mut self) -> Result<Vec<Violation>, EngineError> {
+        let mut out = Vec::new();
+        let present = self.host_link_names()?;
+        let mut expected = BTreeSet::new();
+        for (net, eps, links) in self.expected_links()? {
+            for l in links {
+                if !present.contains(&l) {
+                    out.push(drift(format!(
+                        "network {:?}: link {l} is recorded but missing from the kernel; `netloom gc` cannot remake it: reconnect or remove the network",
+                        net.name
+                    )));
+                }
+                expected.insert(l);
+            }
+            for ep in &eps {
+                if ep.state != EndpointState::Ready {
+                    out.push(drift(format!(
+                        "network {:?}: endpoint {} ({} {}) was left {} by an interrupted command; `netloom gc` finishes it",
+                        net.name,
+                        &ep.id[..12],
+                        ep.sandbox,
+                        ep.ifname,
+                        ep.state.as_str()
+                    )));
+                } else if !sandbox_alive(ep) {
+                    out.push(drift(format!(
+                        "network {:?}: endpoint {} belongs to sandbox {}, which is gone; `netloom gc` removes it",
+                        net.name,
+                        &ep.id[..12],
+                        ep.sandbox
+                    )));
+                } else if net.driver != "null" {
+                    out.extend(self.check_inside(&net, ep)?);
+                }
+            }
+        }
+        for name in present
+            .iter()
+            .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)))
+        {
+            if !expected.contains(name) {
+                out.push(drift(format!(
+                    "link {name} has a netloom name but no record; `netloom gc` removes it"
+                )));
+            }
+        }
+        for (name, _, alive) in self.sandboxes()? {
+            if !alive {
+                out.push(drift(format!(
+                    "sandbox {name:?} is recorded but its namespace is gone; `netloom gc` forgets it"
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    /// The sandbox side of an endpoint: its interface holds its addresses.
+    fn check_inside(
+        &mut self,
+        net: &Network,
+        ep: &Endpoint,
+    ) -> Result<Vec<Violation>, EngineError> {
+        let Ok(ns) = SandboxRef::parse(&ep.sandbox).and_then(|r| r.open()) else {
+            return Ok(vec![]);
+        };
+        let mut nl = self.kernel.inside(&ns)?;
+        let Some(link) = nl.get_link(ep.ifname.as_str()).map_err(|e| {
+            EngineError::kernel(&format!("sandbox {}: read {}", ep.sandbox, ep.ifname), e)
+        })?
+        else {
+            return Ok(vec![drift(format!(
+                "network {:?}: sandbox {} has no interface {}",
+                net.name, ep.sandbox, ep.ifname
+            ))]);
+        };
+        let have: BTreeSet<String> = nl
+            .list_addresses(Some(link.index))
+            .map_err(|e| {
+                EngineError::kernel(&format!("sandbox {}: read addresses", ep.sandbox), e)
+            })?
+            .into_iter()
+            .map(|a| format!("{}/{}", a.prefix.addr(), a.prefix.prefix_len()))
+            .collect();
+        Ok(ep
+            .leases
+            .iter()
+            .filter(|l| !have.contains(&l.address))
+            .map(|l| {
+                drift(format!(
+                    "network {:?}: sandbox {} interface {} lacks its address {}",
+                    net.name, ep.sandbox, ep.ifname, l.address
+                ))
+            })
+            .collect())
+    }
+
+    /// Finishes or undoes interrupted commands and removes leftovers:
+    /// endpoints left `creating` or `removing`, endpoints whose sandbox is
+    /// gone, links with netloom names and no record, sandboxes whose
+    /// namespace is gone.
+    pub fn gc(&mut self) -> Result<GcReport, EngineError> {
+        let mut report = GcReport::default();
+        for net in self.store.networks()? {
+            for ep in self.store.endpoints(Some(&net.id))? {
+                let why = match ep.state {
+                    EndpointState::Creating => "its connect was interrupted",
+                    EndpointState::Removing => "its disconnect was interrupted",
+                    EndpointState::Ready if !sandbox_alive(&ep) => "its sandbox is gone",
+                    EndpointState::Ready => continue,
+                };
+                self.remove_endpoint(&net, &ep)?;
+                report.actions.push(format!(
+                    "removed endpoint {} ({} {} on network {:?}): {why}",
+                    &ep.id[..12],
+                    ep.sandbox,
+                    ep.ifname,
+                    net.name
+                ));
+            }
+        }
+        let present = self.host_link_names()?;
+        let expected: BTreeSet<String> = self
+            .expected_links()?
+            .into_iter()
+            .flat_map(|(_, _, l)| l)
+            .collect();
+        for name in present
+            .iter()
+            .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)))
+        {
+            if expected.contains(name) {
+                continue;
+            }
+            match self.kernel.host()?.delete_link(name.as_str()) {
+                Ok(()) => report
+                    .actions
+                    .push(format!("deleted link {name}: no record")),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    return Err(EngineError::kernel(
+                        &format!("delete leftover link {name}"),
+                        e,
+                    ))
+                }
+            }
+        }
+        for (name, _, alive) in self.sandboxes()? {
+            if !alive {
+                self.store.remove_sandbox(&name)?;
+                report
+                    .actions
+                    .push(format!("forgot sandbox {name:?}: its namespace is gone"));
+            }
+        }
+        Ok(report)
+    }
+}
