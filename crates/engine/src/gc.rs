@@ -32,6 +32,15 @@ fn sandbox_alive(ep: &Endpoint) -> bool {
         == Some(ep.sandbox_inode)
 }
 
+/// For a sandbox made by `netloom run` (`nlrun-PID-N`): whether the run
+/// that made it has died without cleaning up.
+fn orphaned_run(name: &str) -> bool {
+    name.strip_prefix("nlrun-")
+        .and_then(|rest| rest.split('-').next())
+        .and_then(|pid| pid.parse::<u32>().ok())
+        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+}
+
 /// What `gc` did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
@@ -123,6 +132,10 @@ impl Engine {
                 out.push(drift(format!(
                     "sandbox {name:?} is recorded but its namespace is gone; `netloom gc` forgets it"
                 )));
+            } else if orphaned_run(&name) {
+                out.push(drift(format!(
+                    "sandbox {name:?} belongs to a `netloom run` that died; `netloom gc` removes it"
+                )));
             }
         }
         Ok(out)
@@ -189,6 +202,14 @@ impl Engine {
                     ep.sandbox,
                     ep.ifname,
                     net.name
+                ));
+            }
+        }
+        for (name, _, alive) in self.sandboxes()? {
+            if alive && orphaned_run(&name) {
+                let n = self.remove_sandbox(&name)?;
+                report.actions.push(format!(
+                    "removed sandbox {name:?} and its {n} endpoint(s): the `netloom run` that made it died"
                 ));
             }
         }

@@ -66,3 +66,8 @@ impl fmt::Display for SandboxRef {
         }
     }
 }
+
+/// Whether a named namespace of this name exists under /run/netns.
+pub fn named_path_exists(name: &str) -> bool {
+    netloom_kernel::named_path(name).exists()
+}

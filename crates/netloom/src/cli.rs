@@ -78,6 +78,13 @@ netloom connect web pid:4242 --ifname eth1 --mac 02:42:0a:58:00:0a"
     /// List and inspect endpoints (sandbox connections).
     #[command(subcommand)]
     Endpoint(EndpointCmd),
+    /// Run a command in a new sandbox connected to networks; remove
+    /// everything when it ends (also on Ctrl-C or SIGTERM, which reach the
+    /// command first). Exits with the command's status.
+    #[command(after_help = "Examples:\n  \
+netloom run --network web -- curl -s http://10.88.0.2/\n  \
+netloom run --network web --publish 8080:80 --name api -- ./server")]
+    Run(RunArgs),
     /// Run a command inside a sandbox's network namespace; exits with its status.
     Exec {
         /// Sandbox name, namespace path or pid:N.
@@ -86,6 +93,22 @@ netloom connect web pid:4242 --ifname eth1 --mac 02:42:0a:58:00:0a"
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Connect to this network (repeatable; the first one is the way out).
+    #[arg(long)]
+    pub network: Vec<String>,
+    /// Publish a port on the first network: [HOSTIP:]HOSTPORT[-END]:PORT[-END][/PROTO].
+    #[arg(long, short = 'p', value_name = "SPEC")]
+    pub publish: Vec<String>,
+    /// Sandbox name (default: nlrun-PID-N); visible to `ip netns` while it runs.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 #[derive(Args, Debug)]

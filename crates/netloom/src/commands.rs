@@ -37,6 +37,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             ifname,
         } => crate::connect::disconnect(&mut engine, json, &network, &sandbox, ifname.as_deref())?,
         Command::Endpoint(cmd) => crate::connect::endpoint(&mut engine, json, cmd)?,
+        Command::Run(args) => return crate::run::run(&mut engine, args),
         Command::Exec { sandbox, command } => return crate::connect::exec(&sandbox, &command),
     }
     Ok(ExitCode::SUCCESS)
