@@ -134,13 +134,7 @@ impl Engine {
 
     /// The first `ethN` the sandbox does not use for another endpoint.
     fn free_ifname(&mut self, inode: u64) -> Result<String, EngineError> {
-        let used: Vec<String> = self
-            .store
-            .endpoints(None)?
-            .into_iter()
-            .filter(|e| e.sandbox_inode == inode)
-            .map(|e| e.ifname)
-            .collect();
+        let used = self.store.sandbox_ifnames(inode)?;
         Ok((0..)
             .map(|i| format!("eth{i}"))
             .find(|n| !used.contains(n))
@@ -155,13 +149,16 @@ impl Engine {
         sandbox: &str,
     ) -> Result<Vec<Endpoint>, EngineError> {
         let sref = SandboxRef::parse(sandbox)?;
-        let inode = sref.open().ok().and_then(|ns| ns.inode().ok());
-        let all = self.store.endpoints(Some(network))?;
-        Ok(all
+        if let Some(inode) = sref.open().ok().and_then(|ns| ns.inode().ok()) {
+            return Ok(self.store.sandbox_endpoints(network, inode)?);
+        }
+        // The namespace is gone: match by the name it was connected with.
+        let name = sref.to_string();
+        Ok(self
+            .store
+            .endpoints(Some(network))?
             .into_iter()
-            .filter(|e| {
-                Some(e.sandbox_inode) == inode || (inode.is_none() && e.sandbox == sref.to_string())
-            })
+            .filter(|e| e.sandbox == name)
             .collect())
     }
 

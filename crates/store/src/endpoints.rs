@@ -67,6 +67,7 @@ pub(crate) fn add(
     )
     .and_then(|mut s| s.execute(params![ep.id, net.key, ep.sandbox_inode as i64, ep.ifname, doc]))
     .ctx(path, "record endpoint")?;
+    claim_ports(conn, path, ep)?;
     allocate_in(conn, path, &net, &ep.id, requested)
 }
 
@@ -220,4 +221,69 @@ pub(crate) fn sandboxes(conn: &Connection, path: &Path) -> Result<Vec<(String, u
                 .collect()
         })
         .ctx(path, "list sandboxes")
+}
+
+/// Records the endpoint's published host ports; refuses one that another
+/// endpoint (on any network) publishes already, naming it.
+fn claim_ports(conn: &Connection, path: &Path, ep: &Endpoint) -> Result<(), StoreError> {
+    for p in &ep.ports {
+        let ip = p.host_ip.map(|i| i.to_string()).unwrap_or_default();
+        let holder: Option<(String, String)> = conn
+            .prepare_cached(
+                "SELECT e.doc, e.state FROM published_ports p JOIN endpoints e ON e.id = p.endpoint
+                 WHERE p.proto = ?1 AND p.host_port = ?2 AND (p.host_ip = ?3 OR p.host_ip = '' OR ?3 = '') LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row(params![p.proto.number(), p.host_port, ip], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+            .ctx(path, "look up published ports")?;
+        if let Some((doc, state)) = holder {
+            let other = parse(path, &doc, &state)?;
+            return Err(ModelError::Invalid {
+                object: format!("sandbox {:?}", ep.sandbox),
+                why: format!(
+                    "host port {}/{} is already published by sandbox {:?} on network {:?}",
+                    p.host_port, p.proto, other.sandbox, other.network
+                ),
+                fix: "publish another host port, or disconnect that sandbox first".into(),
+            }
+            .into());
+        }
+        conn.prepare_cached("INSERT INTO published_ports (proto, host_ip, host_port, endpoint) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| s.execute(params![p.proto.number(), ip, p.host_port, ep.id]))
+            .ctx(path, "record published port")?;
+    }
+    Ok(())
+}
+
+/// Interface names a sandbox (by namespace inode) uses for endpoints.
+pub(crate) fn sandbox_ifnames(
+    conn: &Connection,
+    path: &Path,
+    inode: u64,
+) -> Result<Vec<String>, StoreError> {
+    conn.prepare_cached("SELECT ifname FROM endpoints WHERE sandbox_inode = ?1")
+        .and_then(|mut s| s.query_map([inode as i64], |r| r.get(0))?.collect())
+        .ctx(path, "list a sandbox's interfaces")
+}
+
+/// Endpoints of one network in one sandbox (by namespace inode).
+pub(crate) fn in_sandbox(
+    cache: &mut Cache,
+    conn: &Connection,
+    path: &Path,
+    network: &str,
+    inode: u64,
+) -> Result<Vec<Endpoint>, StoreError> {
+    let key = load_network(cache, conn, path, network)?.key;
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached("SELECT doc, state FROM endpoints WHERE sandbox_inode = ?1 AND net = ?2")
+        .and_then(|mut s| {
+            s.query_map(params![inode as i64, key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .ctx(path, "list a sandbox's endpoints")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for (doc, state) in rows {
+        out.push(with_leases(cache, conn, path, parse(path, &doc, &state)?)?);
+    }
+    Ok(out)
 }

@@ -69,4 +69,9 @@ pub trait Store {
     fn remove_sandbox(&mut self, name: &str) -> Result<bool, StoreError>;
     /// Named sandboxes netloom created, with their namespace inodes.
     fn sandboxes(&mut self) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Interface names of the endpoints in a sandbox (by namespace inode).
+    fn sandbox_ifnames(&mut self, inode: u64) -> Result<Vec<String>, StoreError>;
+    /// Endpoints of one network in one sandbox (by namespace inode).
+    fn sandbox_endpoints(&mut self, network: &str, inode: u64)
+        -> Result<Vec<Endpoint>, StoreError>;
 }

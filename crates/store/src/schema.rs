@@ -68,4 +68,15 @@ CREATE TABLE sandboxes (
     name          TEXT PRIMARY KEY,
     inode         INTEGER NOT NULL
 );
+
+-- Published host ports, one row per port: a host port is handed out once
+-- across all networks. host_ip '' means every local address.
+CREATE TABLE published_ports (
+    proto         INTEGER NOT NULL,
+    host_ip       TEXT NOT NULL,
+    host_port     INTEGER NOT NULL,
+    endpoint      TEXT NOT NULL REFERENCES endpoints(id) ON DELETE CASCADE,
+    PRIMARY KEY (proto, host_port, host_ip)
+) WITHOUT ROWID;
+CREATE INDEX published_ports_by_endpoint ON published_ports (endpoint);
 "#;

@@ -808,4 +808,16 @@ impl Store for SqliteStore {
     fn sandboxes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
         endpoints::sandboxes(&self.conn, &self.path)
     }
+
+    fn sandbox_ifnames(&mut self, inode: u64) -> Result<Vec<String>, StoreError> {
+        endpoints::sandbox_ifnames(&self.conn, &self.path, inode)
+    }
+
+    fn sandbox_endpoints(
+        &mut self,
+        network: &str,
+        inode: u64,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        endpoints::in_sandbox(&mut self.cache, &self.conn, &self.path, network, inode)
+    }
 }

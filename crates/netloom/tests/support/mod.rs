@@ -73,7 +73,8 @@ impl World {
             .unwrap()
     }
 
-    /// Whether one ping from `sandbox` to `ip` gets an answer.
+    /// Whether one ping from `sandbox` to `ip` gets an answer within 3 s
+    /// (generous: other tests may load the machine).
     pub fn ping(&self, sandbox: &str, ip: &str) -> bool {
         self.netloom(&["exec", sandbox, "--", "ping", "-c1", "-W1", "-q", ip])
             .status
