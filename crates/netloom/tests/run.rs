@@ -42,7 +42,7 @@ fn run_connects_passes_the_exit_code_and_cleans_up() {
         "--",
         "ping",
         "-c1",
-        "-W1",
+        "-W3",
         "-q",
         "10.88.0.2",
     ]);
