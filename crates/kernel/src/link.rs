@@ -8,8 +8,8 @@
 use std::net::IpAddr;
 
 use netlink_packet_route::link::{
-    InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute,
-    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    InfoBridgePort, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind,
+    InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -344,6 +344,24 @@ impl Netlink {
         self.set_link(msg, || match master {
             Some(m) => format!("set master of {link} to #{m}"),
             None => format!("release {link} from its master"),
+        })
+    }
+
+    /// Turns hairpin mode of a bridge port on or off: with it on, the
+    /// bridge may send a frame back out the port it came in on (needed when
+    /// a sandbox reaches its own network through a DNAT on the host).
+    pub fn set_hairpin<'a>(&mut self, link: impl Into<LinkRef<'a>>, on: bool) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes.push(LinkAttribute::LinkInfo(vec![
+            LinkInfo::PortKind(InfoPortKind::Bridge),
+            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+                on,
+            )])),
+        ]));
+        let state = if on { "on" } else { "off" };
+        self.set_link(msg, || {
+            format!("set hairpin mode of bridge port {link} {state}")
         })
     }
 
