@@ -17,6 +17,14 @@ pub enum EngineError {
         feature: String,
         needed_by: String,
     },
+    /// nftables refused or failed.
+    Firewall(Box<crate::firewall::FirewallError>),
+}
+
+impl From<crate::firewall::FirewallError> for EngineError {
+    fn from(e: crate::firewall::FirewallError) -> Self {
+        EngineError::Firewall(Box::new(e))
+    }
 }
 
 impl EngineError {
@@ -66,6 +74,7 @@ impl fmt::Display for EngineError {
                 };
                 write!(f, "{action}: {source}{hint}")
             }
+            EngineError::Firewall(e) => e.fmt(f),
             EngineError::MissingFeature { feature, needed_by } => write!(
                 f,
                 "{needed_by}: this kernel lacks {feature}; load its module (modprobe {feature}) or use another driver"
@@ -79,6 +88,7 @@ impl std::error::Error for EngineError {
         match self {
             EngineError::Store(e) => Some(e),
             EngineError::Kernel { source, .. } => Some(source),
+            EngineError::Firewall(e) => Some(e.as_ref()),
             EngineError::MissingFeature { .. } => None,
         }
     }

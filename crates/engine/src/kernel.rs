@@ -3,6 +3,7 @@
 
 use netloom_kernel::{Netlink, Netns};
 
+use crate::firewall::Firewall;
 use crate::EngineError;
 
 /// Kernel access for drivers. Opening is lazy: a command that touches no
@@ -10,6 +11,7 @@ use crate::EngineError;
 #[derive(Default)]
 pub struct Kernel {
     host: Option<Netlink>,
+    firewall: Option<Firewall>,
 }
 
 impl Kernel {
@@ -20,6 +22,14 @@ impl Kernel {
                 Some(Netlink::open_current().map_err(|e| EngineError::kernel("open netlink", e))?);
         }
         Ok(self.host.as_mut().expect("just opened"))
+    }
+
+    /// The nftables applier of the host namespace.
+    pub fn firewall(&mut self) -> Result<&mut Firewall, EngineError> {
+        if self.firewall.is_none() {
+            self.firewall = Some(Firewall::open()?);
+        }
+        Ok(self.firewall.as_mut().expect("just opened"))
     }
 
     /// A route-netlink socket inside a sandbox (opened per use: sandboxes differ).

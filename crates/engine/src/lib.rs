@@ -6,6 +6,7 @@ mod connect;
 pub mod driver;
 pub mod drivers;
 mod error;
+pub mod firewall;
 pub mod gc;
 pub mod kernel;
 pub mod sandbox;
