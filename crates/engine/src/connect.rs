@@ -101,10 +101,7 @@ impl Engine {
             state: EndpointState::Creating,
             leases: Vec::new(),
         };
-        ep.host_ifname = driver
-            .host_links(&net, std::slice::from_ref(&ep))
-            .into_iter()
-            .nth(1);
+        ep.host_ifname = driver.host_ifname(&net, &ep);
         ep.leases = self.store.add_endpoint(&ep, &opts.ips)?;
 
         let kernel = &mut self.kernel;

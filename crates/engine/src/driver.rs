@@ -124,6 +124,20 @@ pub trait Driver {
     /// Names of the host-side links this driver keeps for the network and
     /// its endpoints, for `check` and `gc` (empty when it keeps none).
     fn host_links(&self, network: &Network, endpoints: &[Endpoint]) -> Vec<String>;
+
+    /// The host-side link of one endpoint, if the driver makes one.
+    fn host_ifname(&self, network: &Network, endpoint: &Endpoint) -> Option<String> {
+        let net_links = self.host_links(network, &[]);
+        self.host_links(network, std::slice::from_ref(endpoint))
+            .into_iter()
+            .find(|l| !net_links.contains(l))
+    }
+
+    /// Whether joining puts an interface into the sandbox (checked by
+    /// `netloom check`).
+    fn makes_sandbox_interface(&self) -> bool {
+        true
+    }
 }
 
 /// Options a driver does not know: refused with the list it does know.

@@ -41,6 +41,9 @@ fn orphaned_run(name: &str) -> bool {
         .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
+/// A network, its endpoints, and the host links its records call for.
+type Expected = (Network, Vec<Endpoint>, Vec<String>);
+
 /// What `gc` did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct GcReport {
@@ -61,9 +64,7 @@ impl Engine {
     }
 
     /// The links the records say should exist, by network.
-    fn expected_links(
-        &mut self,
-    ) -> Result<Vec<(Network, Vec<Endpoint>, Vec<String>)>, EngineError> {
+    fn expected_links(&mut self) -> Result<Vec<Expected>, EngineError> {
         let mut out = Vec::new();
         for net in self.store.networks()? {
             let eps = self.store.endpoints(Some(&net.id))?;
@@ -112,7 +113,7 @@ impl Engine {
                         &ep.id[..12],
                         ep.sandbox
                     )));
-                } else if net.driver != "null" {
+                } else if self.driver_of(&net)?.makes_sandbox_interface() {
                     out.extend(self.check_inside(&net, ep)?);
                 }
             }

@@ -1,17 +1,25 @@
 //! The bridge driver: a Linux bridge per network in the host namespace,
 //! holding the gateway addresses; a veth pair per endpoint, its host side
-//! enslaved to the bridge and its peer created directly inside the sandbox.
+//! a port of the bridge and its peer created directly inside the sandbox.
 //! NAT, published ports, isolation and anti-spoofing are nftables rules of
 //! the network ([`crate::firewall`]).
+//!
+//! Joining, in order: the veth pair is made (host side up, not yet a bridge
+//! port); the sandbox side gets its addresses, comes up and gets its routes;
+//! the endpoint's firewall facts (MAC, addresses) are added; only then is
+//! the host side made a bridge port, with hairpin mode on. A port that joins
+//! the bridge with carrier already present forwards at once, and no frame
+//! reaches the bridge before the anti-spoofing guard knows the port.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, MacAddr, Netns, Route};
 use netloom_model::endpoint::parse_mac;
-use netloom_model::{Endpoint, Network};
+use netloom_model::{Endpoint, Mode, ModelError, Network};
 
 use crate::driver::{check_options, Driver};
+use crate::firewall::{EndpointFirewall, NetworkFirewall};
 use crate::kernel::Kernel;
 use crate::EngineError;
 
@@ -33,7 +41,7 @@ pub fn mtu(network: &Network) -> Result<Option<u32>, EngineError> {
         None => Ok(None),
         Some(v) => match v.parse::<u32>() {
             Ok(m) if (68..=65535).contains(&m) => Ok(Some(m)),
-            _ => Err(netloom_model::ModelError::Invalid {
+            _ => Err(ModelError::Invalid {
                 object: format!("network {:?}", network.name),
                 why: format!("MTU {v:?} is not a number from 68 to 65535"),
                 fix: "give e.g. --mtu 1450".into(),
@@ -48,13 +56,46 @@ pub fn isolated(network: &Network) -> Result<bool, EngineError> {
     match network.options.get("isolate").map(String::as_str) {
         None | Some("true") => Ok(true),
         Some("false") => Ok(false),
-        Some(v) => Err(netloom_model::ModelError::Invalid {
+        Some(v) => Err(ModelError::Invalid {
             object: format!("network {:?}", network.name),
             why: format!("isolate={v:?} is not true or false"),
             fix: "give -o isolate=true or -o isolate=false".into(),
         }
         .into()),
     }
+}
+
+/// The network's firewall description.
+pub fn network_firewall(network: &Network) -> Result<NetworkFirewall, EngineError> {
+    let mut fw = NetworkFirewall::new(&network.id[..8], bridge_name(network), network.cidrs());
+    fw.internal = network.internal;
+    fw.isolate = isolated(network)?;
+    Ok(fw)
+}
+
+/// An endpoint's firewall facts; its published ports only when `ports`.
+pub fn endpoint_firewall(
+    endpoint: &Endpoint,
+    ports: bool,
+) -> Result<EndpointFirewall, EngineError> {
+    let mut fw = EndpointFirewall {
+        veth: veth_name(endpoint),
+        mac: MacAddr(parse_mac(&endpoint.mac)?),
+        ipv4: None,
+        ipv6: None,
+        ports: if ports {
+            endpoint.ports.clone()
+        } else {
+            Vec::new()
+        },
+    };
+    for lease in &endpoint.leases {
+        match lease.ip {
+            IpAddr::V4(ip) => fw.ipv4 = Some(ip),
+            IpAddr::V6(ip) => fw.ipv6 = Some(ip),
+        }
+    }
+    Ok(fw)
 }
 
 fn gateway_prefixes(network: &Network) -> Vec<IpPrefix> {
@@ -69,6 +110,52 @@ fn kerr(action: String) -> impl FnOnce(netloom_kernel::Error) -> EngineError {
     move |e| EngineError::kernel(&action, e)
 }
 
+/// Deletes a link, treating "already gone" as done.
+fn delete_link_if_present(kernel: &mut Kernel, name: &str, what: &str) -> Result<(), EngineError> {
+    match kernel.host()?.delete_link(name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(EngineError::kernel(&format!("{what}: delete {name}"), e)),
+    }
+}
+
+/// Addresses, loopback, routes inside the sandbox.
+fn configure_inside(
+    kernel: &mut Kernel,
+    network: &Network,
+    endpoint: &Endpoint,
+    sandbox: &Netns,
+    what: &str,
+) -> Result<(), EngineError> {
+    let mut nl = kernel.inside(sandbox)?;
+    let err = |step: &str| kerr(format!("{what}: {step}"));
+    nl.set_up("lo", true).map_err(err("bring lo up"))?;
+    let idx = nl
+        .link_index(&endpoint.ifname)
+        .map_err(err("find the interface"))?;
+    for lease in &endpoint.leases {
+        let (ip, len) = lease_prefix(&lease.address)?;
+        let p = IpPrefix::new(ip, len).expect("lease prefixes are valid");
+        nl.add_address(idx, p, AddressOptions::nodad())
+            .map_err(err(&format!("add address {}", lease.address)))?;
+    }
+    nl.set_up(idx, true)
+        .map_err(err(&format!("bring {} up", endpoint.ifname)))?;
+    if network.internal {
+        return Ok(());
+    }
+    for gw in endpoint.leases.iter().filter_map(|l| l.gateway) {
+        match nl.add_route(&Route::default_via(gw).dev(idx)) {
+            Ok(()) => {}
+            // Another interface already is the sandbox's way out for this
+            // family; the first one stays.
+            Err(e) if e.is_already_exists() => {}
+            Err(e) => return Err(err(&format!("add default route via {gw}"))(e)),
+        }
+    }
+    Ok(())
+}
+
 impl Driver for BridgeDriver {
     fn name(&self) -> &'static str {
         "bridge"
@@ -76,8 +163,8 @@ impl Driver for BridgeDriver {
 
     fn validate(&self, network: &Network) -> Result<(), EngineError> {
         check_options("bridge", network, &["mtu", "isolate"])?;
-        if network.mode == netloom_model::Mode::Pooled {
-            return Err(netloom_model::ModelError::Invalid {
+        if network.mode == Mode::Pooled {
+            return Err(ModelError::Invalid {
                 object: format!("network {:?}", network.name),
                 why: "the bridge driver shares each subnet among its endpoints; it has no pooled mode".into(),
                 fix: "drop --mode pooled (routed, per-endpoint gateways are the ptp driver's)".into(),
@@ -95,41 +182,35 @@ impl Driver for BridgeDriver {
         network: &Network,
     ) -> Result<(), EngineError> {
         let br = bridge_name(network);
+        let what = format!("network {:?}", network.name);
         let host = kernel.host()?;
         let mut spec = LinkSpec::new(&br).up();
         if let Some(m) = mtu(network)? {
             spec = spec.mtu(m);
         }
-        host.create_bridge(&spec).map_err(kerr(format!(
-            "network {:?}: create bridge {br}",
-            network.name
-        )))?;
-        let index = host.link_index(&br).map_err(kerr(format!(
-            "network {:?}: find bridge {br}",
-            network.name
-        )))?;
+        host.create_bridge(&spec)
+            .map_err(kerr(format!("{what}: create bridge {br}")))?;
+        let index = host
+            .link_index(&br)
+            .map_err(kerr(format!("{what}: find bridge {br}")))?;
         for p in gateway_prefixes(network) {
             host.add_address(index, p, AddressOptions::nodad())
                 .map_err(kerr(format!(
-                    "network {:?}: add gateway {}/{} to {br}",
-                    network.name,
+                    "{what}: add gateway {}/{} to {br}",
                     p.addr(),
                     p.prefix_len()
                 )))?;
         }
         let here = Netns::current().map_err(kerr("open the host namespace".into()))?;
         let mut sysctls = vec![("net.ipv4.ip_forward", "1")];
-        if network
-            .subnets
-            .iter()
-            .any(|s| s.subnet.family() == netloom_model::Family::V6)
-        {
+        if network.families().contains(&netloom_model::Family::V6) {
             sysctls.push(("net.ipv6.conf.all.forwarding", "1"));
         }
-        here.write_sysctls(&sysctls).map_err(kerr(format!(
-            "network {:?}: enable forwarding",
-            network.name
-        )))?;
+        here.write_sysctls(&sysctls)
+            .map_err(kerr(format!("{what}: enable forwarding")))?;
+        kernel
+            .firewall()?
+            .create_network(&network_firewall(network)?)?;
         Ok(())
     }
 
@@ -138,15 +219,13 @@ impl Driver for BridgeDriver {
         kernel: &mut Kernel,
         network: &Network,
     ) -> Result<(), EngineError> {
-        let br = bridge_name(network);
-        match kernel.host()?.delete_link(br.as_str()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(EngineError::kernel(
-                &format!("network {:?}: delete bridge {br}", network.name),
-                e,
-            )),
-        }
+        delete_link_if_present(
+            kernel,
+            &bridge_name(network),
+            &format!("network {:?}", network.name),
+        )?;
+        kernel.firewall()?.remove_network(&network.id[..8])?;
+        Ok(())
     }
 
     fn create_endpoint(
@@ -180,56 +259,40 @@ impl Driver for BridgeDriver {
         let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
         let mac = MacAddr(parse_mac(&endpoint.mac)?);
         let mtu = mtu(network)?;
+        let master = kernel.host()?.link_index(&br).map_err(kerr(format!(
+            "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
+        )))?;
         {
-            let host = kernel.host()?;
-            let master = host.link_index(&br).map_err(kerr(format!(
-                "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
-            )))?;
-            let mut outside = LinkSpec::new(&veth).master(master).up();
+            let mut outside = LinkSpec::new(&veth).up();
             let mut inside = LinkSpec::new(&endpoint.ifname).netns(sandbox).mac(mac);
             if let Some(m) = mtu {
                 outside = outside.mtu(m);
                 inside = inside.mtu(m);
             }
-            host.create_veth(&outside, &inside).map_err(kerr(format!(
-                "{what}: create veth {veth} with peer {}",
-                endpoint.ifname
-            )))?;
+            kernel
+                .host()?
+                .create_veth(&outside, &inside)
+                .map_err(kerr(format!(
+                    "{what}: create veth {veth} with peer {}",
+                    endpoint.ifname
+                )))?;
         }
-        let mut nl = kernel.inside(sandbox)?;
-        let configure = (|| -> Result<(), EngineError> {
-            let err = |step: &str| kerr(format!("{what}: {step}"));
-            let lo = nl.link_index("lo").map_err(err("find lo"))?;
-            nl.set_up(lo, true).map_err(err("bring lo up"))?;
-            let idx = nl
-                .link_index(&endpoint.ifname)
-                .map_err(err("find the interface"))?;
-            for lease in &endpoint.leases {
-                let (ip, len) = lease_prefix(&lease.address)?;
-                let p = IpPrefix::new(ip, len).expect("lease prefixes are valid");
-                nl.add_address(idx, p, AddressOptions::nodad())
-                    .map_err(err(&format!("add address {}", lease.address)))?;
-            }
-            nl.set_up(idx, true)
-                .map_err(err(&format!("bring {} up", endpoint.ifname)))?;
-            if !network.internal {
-                for lease in &endpoint.leases {
-                    if let Some(gw) = lease.gateway {
-                        match nl.add_route(&Route::default_via(gw).dev(idx)) {
-                            Ok(()) => {}
-                            // Another interface already is the sandbox's way
-                            // out for this family; the first one stays.
-                            Err(e) if e.is_already_exists() => {}
-                            Err(e) => return Err(err(&format!("add default route via {gw}"))(e)),
-                        }
-                    }
-                }
-            }
+        let rest = (|| -> Result<(), EngineError> {
+            configure_inside(kernel, network, endpoint, sandbox, &what)?;
+            kernel.firewall()?.add_endpoint(
+                &network_firewall(network)?,
+                &endpoint_firewall(endpoint, false)?,
+            )?;
+            let host = kernel.host()?;
+            host.set_master(veth.as_str(), Some(master))
+                .map_err(kerr(format!("{what}: make {veth} a port of {br}")))?;
+            host.set_hairpin(veth.as_str(), true)
+                .map_err(kerr(format!("{what}: hairpin mode on {veth}")))?;
             Ok(())
         })();
-        if let Err(e) = configure {
+        if let Err(e) = rest {
             // Leave nothing half made: the peer goes with the host side.
-            let _ = kernel.host()?.delete_link(veth.as_str());
+            let _ = self.leave(kernel, network, endpoint, Some(sandbox));
             return Err(e);
         }
         Ok(())
@@ -242,18 +305,13 @@ impl Driver for BridgeDriver {
         endpoint: &Endpoint,
         _sandbox: Option<&Netns>,
     ) -> Result<(), EngineError> {
-        let veth = veth_name(endpoint);
-        match kernel.host()?.delete_link(veth.as_str()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(EngineError::kernel(
-                &format!(
-                    "network {:?}: sandbox {}: delete veth {veth}",
-                    network.name, endpoint.sandbox
-                ),
-                e,
-            )),
-        }
+        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        delete_link_if_present(kernel, &veth_name(endpoint), &what)?;
+        kernel.firewall()?.remove_endpoint(
+            &network_firewall(network)?,
+            &endpoint_firewall(endpoint, true)?,
+        )?;
+        Ok(())
     }
 
     fn endpoint_oper_info(
@@ -261,27 +319,52 @@ impl Driver for BridgeDriver {
         network: &Network,
         endpoint: &Endpoint,
     ) -> BTreeMap<String, String> {
-        BTreeMap::from([
+        let mut info = BTreeMap::from([
             ("bridge".to_string(), bridge_name(network)),
             ("host_interface".to_string(), veth_name(endpoint)),
-        ])
+            (
+                "firewall_table".to_string(),
+                format!("inet netloom-{}", &network.id[..8]),
+            ),
+        ]);
+        if !endpoint.ports.is_empty() {
+            let ports: Vec<String> = endpoint.ports.iter().map(|p| p.to_string()).collect();
+            info.insert("published".to_string(), ports.join(" "));
+        }
+        info
     }
 
     fn program_external_connectivity(
         &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
+        kernel: &mut Kernel,
+        network: &Network,
+        endpoint: &Endpoint,
     ) -> Result<(), EngineError> {
+        if endpoint.ports.is_empty() {
+            return Ok(());
+        }
+        kernel.firewall()?.add_endpoint(
+            &network_firewall(network)?,
+            &endpoint_firewall(endpoint, true)?,
+        )?;
         Ok(())
     }
 
     fn revoke_external_connectivity(
         &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
+        kernel: &mut Kernel,
+        network: &Network,
+        endpoint: &Endpoint,
     ) -> Result<(), EngineError> {
+        if endpoint.ports.is_empty() {
+            return Ok(());
+        }
+        // Withdraws the port mappings and the port's guard facts together
+        // (one transaction); `leave` follows and finds them gone.
+        kernel.firewall()?.remove_endpoint(
+            &network_firewall(network)?,
+            &endpoint_firewall(endpoint, true)?,
+        )?;
         Ok(())
     }
 
@@ -298,7 +381,7 @@ pub fn lease_prefix(text: &str) -> Result<(IpAddr, u8), EngineError> {
         .split_once('/')
         .and_then(|(a, l)| Some((a.parse::<IpAddr>().ok()?, l.parse::<u8>().ok()?)));
     c.ok_or_else(|| {
-        netloom_model::ModelError::Malformed {
+        ModelError::Malformed {
             what: "lease".into(),
             value: text.into(),
             why: "expected ADDRESS/LENGTH".into(),
