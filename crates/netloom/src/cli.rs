@@ -198,7 +198,11 @@ pub struct NetworkCreate {
     /// Network name: letters, digits, '_', '.', '-'.
     pub name: String,
     /// Driver that realises the network: bridge (a Linux bridge, NAT,
-    /// published ports) or null (addresses only, nothing in the kernel).
+    /// published ports, isolation); ptp (routed: each sandbox gets ip/32
+    /// and a gateway of its own); macvlan (-o parent=IF [-o
+    /// mode=bridge|private|vepa|passthru]); ipvlan (-o parent=IF [-o
+    /// mode=l2|l3|l3s]); host (addresses only, for sandboxes in the host
+    /// namespace); null (addresses only, nothing in the kernel).
     #[arg(long, default_value = netloom_engine::DEFAULT_DRIVER)]
     pub driver: String,
     /// No way in or out: no default route, no NAT, nothing forwarded

@@ -92,4 +92,8 @@ impl Driver for NullDriver {
     fn host_links(&self, _: &Network, _: &[Endpoint]) -> Vec<String> {
         Vec::new()
     }
+
+    fn makes_sandbox_interface(&self) -> bool {
+        false
+    }
 }
