@@ -133,6 +133,23 @@ pub trait Driver {
             .find(|l| !net_links.contains(l))
     }
 
+    /// Differences between an endpoint's record and the driver's own kernel
+    /// state beyond links and addresses (e.g. firewall elements), one line
+    /// each, for `netloom check`.
+    fn check_endpoint(
+        &self,
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<Vec<String>, EngineError> {
+        Ok(Vec::new())
+    }
+
+    /// The `id8` of the network's nftables table, if the driver keeps one.
+    fn firewall_table(&self, _network: &Network) -> Option<String> {
+        None
+    }
+
     /// Whether joining puts an interface into the sandbox (checked by
     /// `netloom check`).
     fn makes_sandbox_interface(&self) -> bool {

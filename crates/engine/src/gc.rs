@@ -63,6 +63,23 @@ impl Engine {
             .collect())
     }
 
+    /// Network tables in nftables whose network has no record.
+    fn stray_tables(&mut self) -> Result<Vec<String>, EngineError> {
+        let mut wanted = BTreeSet::new();
+        for net in self.store.networks()? {
+            if let Some(id8) = self.driver_of(&net)?.firewall_table(&net) {
+                wanted.insert(id8);
+            }
+        }
+        Ok(self
+            .kernel
+            .firewall()?
+            .network_ids()?
+            .into_iter()
+            .filter(|id| !wanted.contains(id))
+            .collect())
+    }
+
     /// The links the records say should exist, by network.
     fn expected_links(&mut self) -> Result<Vec<Expected>, EngineError> {
         let mut out = Vec::new();
@@ -113,8 +130,17 @@ impl Engine {
                         &ep.id[..12],
                         ep.sandbox
                     )));
-                } else if self.driver_of(&net)?.makes_sandbox_interface() {
-                    out.extend(self.check_inside(&net, ep)?);
+                } else {
+                    let driver = self.driver_of(&net)?;
+                    if driver.makes_sandbox_interface() {
+                        out.extend(self.check_inside(&net, ep)?);
+                    }
+                    out.extend(
+                        driver
+                            .check_endpoint(&mut self.kernel, &net, ep)?
+                            .into_iter()
+                            .map(drift),
+                    );
                 }
             }
         }
@@ -127,6 +153,11 @@ impl Engine {
                     "link {name} has a netloom name but no record; `netloom gc` removes it"
                 )));
             }
+        }
+        for id8 in self.stray_tables()? {
+            out.push(drift(format!(
+                "nftables table inet netloom-{id8} belongs to no network; `netloom gc` removes it"
+            )));
         }
         for (name, _, alive) in self.sandboxes()? {
             if !alive {
@@ -213,6 +244,12 @@ impl Engine {
                     "removed sandbox {name:?} and its {n} endpoint(s): the `netloom run` that made it died"
                 ));
             }
+        }
+        for id8 in self.stray_tables()? {
+            self.kernel.firewall()?.remove_network(&id8)?;
+            report.actions.push(format!(
+                "deleted nftables table inet netloom-{id8}: no network"
+            ));
         }
         let present = self.host_link_names()?;
         let expected: BTreeSet<String> = self

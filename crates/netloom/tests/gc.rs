@@ -117,3 +117,42 @@ fn check_sees_a_missing_address_and_a_missing_bridge() {
         "{v:?}"
     );
 }
+
+#[test]
+fn check_sees_missing_firewall_elements_and_gc_removes_stray_tables() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "web", "--subnet", "10.88.0.0/24"]);
+    w.ok(&["sandbox", "create", "a"]);
+    w.ok(&["connect", "web", "a", "--publish", "8080:80"]);
+    w.assert_clean();
+    assert!(w
+        .sh("nft flush set bridge netloom-guard macs")
+        .status
+        .success());
+    assert!(w.sh("nft add table inet netloom-deadbeef").status.success());
+    let v = violations(&w);
+    assert!(
+        v.iter()
+            .any(|l| l.contains("firewall set") && l.contains("macs") && l.contains("lacks")),
+        "{v:?}"
+    );
+    assert!(
+        v.iter()
+            .any(|l| l.contains("netloom-deadbeef belongs to no network")),
+        "{v:?}"
+    );
+    let report = w.ok(&["gc"]);
+    assert!(
+        report.contains("deleted nftables table inet netloom-deadbeef"),
+        "{report}"
+    );
+    assert!(!String::from_utf8(w.sh("nft list tables").stdout)
+        .unwrap()
+        .contains("deadbeef"));
+    // A foreign table is never touched.
+    assert!(w.sh("nft add table inet theirs").status.success());
+    w.ok(&["gc"]);
+    assert!(String::from_utf8(w.sh("nft list tables").stdout)
+        .unwrap()
+        .contains("theirs"));
+}

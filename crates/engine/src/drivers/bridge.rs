@@ -368,6 +368,31 @@ impl Driver for BridgeDriver {
         Ok(())
     }
 
+    fn check_endpoint(
+        &self,
+        kernel: &mut Kernel,
+        network: &Network,
+        endpoint: &Endpoint,
+    ) -> Result<Vec<String>, EngineError> {
+        let missing = kernel.firewall()?.missing_elements(
+            &network_firewall(network)?,
+            &endpoint_firewall(endpoint, true)?,
+        )?;
+        Ok(missing
+            .iter()
+            .map(|(set, element)| {
+                format!(
+                    "network {:?}: sandbox {}: firewall set {set} lacks {element:?}",
+                    network.name, endpoint.sandbox
+                )
+            })
+            .collect())
+    }
+
+    fn firewall_table(&self, network: &Network) -> Option<String> {
+        Some(network.id[..8].to_string())
+    }
+
     fn host_links(&self, network: &Network, endpoints: &[Endpoint]) -> Vec<String> {
         let mut v = vec![bridge_name(network)];
         v.extend(endpoints.iter().map(veth_name));
