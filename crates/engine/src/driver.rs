@@ -33,7 +33,9 @@ pub struct Capability {
 }
 
 /// A network driver. Every removal is idempotent: removing what is already
-/// gone succeeds, so an interrupted removal can simply be run again.
+/// gone succeeds, so an interrupted removal can simply be run again. The
+/// endpoint and external-connectivity hooks default to doing nothing, for
+/// drivers that have nothing to do there.
 pub trait Driver {
     /// The name users give with `--driver`.
     fn name(&self) -> &'static str;
@@ -66,18 +68,22 @@ pub trait Driver {
     /// Prepares an endpoint whose addresses and MAC are already decided.
     fn create_endpoint(
         &mut self,
-        kernel: &mut Kernel,
-        network: &Network,
-        endpoint: &Endpoint,
-    ) -> Result<(), EngineError>;
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 
     /// Removes what `create_endpoint` made.
     fn delete_endpoint(
         &mut self,
-        kernel: &mut Kernel,
-        network: &Network,
-        endpoint: &Endpoint,
-    ) -> Result<(), EngineError>;
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 
     /// Puts the endpoint's interface into the sandbox, addressed and routed.
     fn join(
@@ -101,25 +107,31 @@ pub trait Driver {
     /// Operational facts about an endpoint, for `endpoint inspect`.
     fn endpoint_oper_info(
         &self,
-        network: &Network,
-        endpoint: &Endpoint,
-    ) -> BTreeMap<String, String>;
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> BTreeMap<String, String> {
+        BTreeMap::new()
+    }
 
     /// Publishes the endpoint's ports (called after `join`).
     fn program_external_connectivity(
         &mut self,
-        kernel: &mut Kernel,
-        network: &Network,
-        endpoint: &Endpoint,
-    ) -> Result<(), EngineError>;
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 
     /// Withdraws what `program_external_connectivity` published.
     fn revoke_external_connectivity(
         &mut self,
-        kernel: &mut Kernel,
-        network: &Network,
-        endpoint: &Endpoint,
-    ) -> Result<(), EngineError>;
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
 
     /// Names of the host-side links this driver keeps for the network and
     /// its endpoints, for `check` and `gc` (empty when it keeps none).

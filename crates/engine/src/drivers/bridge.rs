@@ -228,25 +228,6 @@ impl Driver for BridgeDriver {
         Ok(())
     }
 
-    fn create_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        // The veth is made at join, directly into the sandbox.
-        Ok(())
-    }
-
-    fn delete_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     fn join(
         &mut self,
         kernel: &mut Kernel,

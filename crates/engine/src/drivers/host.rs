@@ -92,15 +92,6 @@ impl Driver for HostDriver {
         }
     }
 
-    fn delete_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     fn join(
         &mut self,
         _: &mut Kernel,
@@ -138,24 +129,6 @@ impl Driver for HostDriver {
             ("interface".to_string(), "none (host network)".to_string()),
             ("in_host_namespace".to_string(), shares),
         ])
-    }
-
-    fn program_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn revoke_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
     }
 
     fn host_links(&self, _: &Network, _: &[Endpoint]) -> Vec<String> {

@@ -84,15 +84,6 @@ impl Driver for IpvlanDriver {
         refuse_ports("ipvlan", network, endpoint)
     }
 
-    fn delete_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     fn join(
         &mut self,
         kernel: &mut Kernel,
@@ -169,24 +160,6 @@ impl Driver for IpvlanDriver {
             "the parent's (ipvlans share it)".to_string(),
         );
         info
-    }
-
-    fn program_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn revoke_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
     }
 
     fn host_links(&self, _: &Network, _: &[Endpoint]) -> Vec<String> {

@@ -347,15 +347,6 @@ impl Driver for MacvlanDriver {
         refuse_ports("macvlan", network, endpoint)
     }
 
-    fn delete_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     fn join(
         &mut self,
         kernel: &mut Kernel,
@@ -416,24 +407,6 @@ impl Driver for MacvlanDriver {
         let mode = network.options.get("mode").map_or("bridge", String::as_str);
         info.insert("macvlan_mode".to_string(), mode.to_string());
         info
-    }
-
-    fn program_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn revoke_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
     }
 
     fn host_links(&self, _: &Network, _: &[Endpoint]) -> Vec<String> {

@@ -1,8 +1,6 @@
 //! The null driver: addresses are managed, nothing is made in the kernel.
 //! A sandbox connected to a null network keeps only its loopback.
 
-use std::collections::BTreeMap;
-
 use netloom_kernel::Netns;
 use netloom_model::{Endpoint, Network};
 
@@ -29,24 +27,6 @@ impl Driver for NullDriver {
         Ok(())
     }
 
-    fn create_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn delete_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     fn join(
         &mut self,
         _: &mut Kernel,
@@ -63,28 +43,6 @@ impl Driver for NullDriver {
         _: &Network,
         _: &Endpoint,
         _: Option<&Netns>,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn endpoint_oper_info(&self, _: &Network, _: &Endpoint) -> BTreeMap<String, String> {
-        BTreeMap::new()
-    }
-
-    fn program_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn revoke_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
     ) -> Result<(), EngineError> {
         Ok(())
     }

@@ -289,15 +289,6 @@ impl Driver for PtpDriver {
         Ok(())
     }
 
-    fn delete_endpoint(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
     fn join(
         &mut self,
         kernel: &mut Kernel,
@@ -385,24 +376,6 @@ impl Driver for PtpDriver {
             ("host_interface".to_string(), veth_name(endpoint)),
             ("gateways".to_string(), gateways.join(",")),
         ])
-    }
-
-    fn program_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
-    }
-
-    fn revoke_external_connectivity(
-        &mut self,
-        _: &mut Kernel,
-        _: &Network,
-        _: &Endpoint,
-    ) -> Result<(), EngineError> {
-        Ok(())
     }
 
     fn host_links(&self, _: &Network, endpoints: &[Endpoint]) -> Vec<String> {
