@@ -7,7 +7,7 @@ use std::path::Path;
 use netloom_model::{Endpoint, EndpointState, Lease, ModelError};
 
 use crate::sqlite::{
-    allocate_in, corrupt, leases_of, load_network, lower_low_water, owner_allocations, Cache, Ctx,
+    allocate_in, corrupt, leases_of, load_network, owner_allocations, release_in, Cache, Ctx,
 };
 use crate::StoreError;
 
@@ -104,23 +104,17 @@ pub(crate) fn remove(
     path: &Path,
     id: &str,
 ) -> Result<(), StoreError> {
-    let Some(ep) = get(cache, conn, path, id).map(Some).or_else(|e| match e {
-        StoreError::Model(ModelError::Invalid { .. }) => Ok(None),
-        other => Err(other),
-    })?
-    else {
+    let network: Option<String> = conn
+        .prepare_cached(
+            "SELECT n.id FROM endpoints e JOIN networks n ON n.key = e.net WHERE e.id = ?1",
+        )
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .ctx(path, "look up endpoint")?;
+    let Some(network) = network else {
         return Ok(());
     };
-    let net = load_network(cache, conn, path, &ep.network)?;
-    let held = owner_allocations(conn, path, &net, id)?;
-    conn.prepare_cached(
-        "DELETE FROM allocations INDEXED BY allocations_by_owner WHERE net = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2",
-    )
-    .and_then(|mut s| s.execute(params![net.key, id]))
-    .ctx(path, "release endpoint addresses")?;
-    for a in &held {
-        lower_low_water(conn, path, &net, a)?;
-    }
+    let net = load_network(cache, conn, path, &network)?;
+    release_in(conn, path, &net, id)?;
     conn.prepare_cached("DELETE FROM endpoints WHERE id = ?1")
         .and_then(|mut s| s.execute([id]))
         .ctx(path, "remove endpoint")?;

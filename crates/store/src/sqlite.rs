@@ -580,6 +580,27 @@ pub(crate) fn allocate_in(
     Ok(leases)
 }
 
+/// Releases what `owner` holds on the network (its addresses and, in
+/// pooled mode, its gateways), inside the caller's transaction; returns
+/// what was released.
+pub(crate) fn release_in(
+    tx: &Connection,
+    path: &Path,
+    net: &Stored,
+    owner: &str,
+) -> Result<Vec<Allocation>, StoreError> {
+    let held = owner_allocations(tx, path, net, owner)?;
+    tx.prepare_cached(
+        "DELETE FROM allocations INDEXED BY allocations_by_owner WHERE net = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2",
+    )
+    .and_then(|mut s| s.execute(params![net.key, owner]))
+    .ctx(path, "release")?;
+    for a in &held {
+        lower_low_water(tx, path, net, a)?;
+    }
+    Ok(held)
+}
+
 impl Store for SqliteStore {
     fn create_network(&mut self, request: &NetworkRequest) -> Result<Network, StoreError> {
         let id = random_id().map_err(|source| StoreError::Dir {
@@ -724,16 +745,7 @@ impl Store for SqliteStore {
     fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, StoreError> {
         self.write(|cache, tx, path| {
             let net = load_network(cache, tx, path, network)?;
-            let held = owner_allocations(tx, path, &net, owner)?;
-            tx.prepare_cached(
-                "DELETE FROM allocations INDEXED BY allocations_by_owner WHERE net = ?1 AND owner_kind IN ('endpoint', 'peer-gateway') AND owner = ?2",
-            )
-            .and_then(|mut s| s.execute(params![net.key, owner]))
-            .ctx(path, "release")?;
-            for a in &held {
-                lower_low_water(tx, path, &net, a)?;
-            }
-            Ok(held)
+            release_in(tx, path, &net, owner)
         })
     }
 
