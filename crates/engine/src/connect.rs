@@ -200,10 +200,7 @@ impl Engine {
         let mut driver = self.driver_of(net)?;
         self.store
             .set_endpoint_state(&ep.id, EndpointState::Removing)?;
-        let ns = SandboxRef::parse(&ep.sandbox)
-            .ok()
-            .and_then(|r| r.open().ok())
-            .filter(|ns| ns.inode().ok() == Some(ep.sandbox_inode));
+        let ns = crate::sandbox::open_if_same(&ep.sandbox, ep.sandbox_inode);
         let kernel = &mut self.kernel;
         driver.revoke_external_connectivity(kernel, net, ep)?;
         driver.leave(kernel, net, ep, ns.as_ref())?;

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 
 use netloom_model::{Endpoint, EndpointState, Network, Violation};
 
-use crate::sandbox::SandboxRef;
+use crate::sandbox::open_if_same;
 use crate::{Engine, EngineError};
 
 /// Prefixes of the host-side links netloom's drivers make.
@@ -25,11 +25,7 @@ fn drift(message: String) -> Violation {
 /// Whether the endpoint's sandbox still exists (its reference opens the
 /// namespace the endpoint was made in).
 fn sandbox_alive(ep: &Endpoint) -> bool {
-    SandboxRef::parse(&ep.sandbox)
-        .ok()
-        .and_then(|r| r.open().ok())
-        .and_then(|ns| ns.inode().ok())
-        == Some(ep.sandbox_inode)
+    open_if_same(&ep.sandbox, ep.sandbox_inode).is_some()
 }
 
 /// For a sandbox made by `netloom run` (`nlrun-PID-N`): whether the run
@@ -123,17 +119,10 @@ impl Engine {
                         ep.ifname,
                         ep.state.as_str()
                     )));
-                } else if !sandbox_alive(ep) {
-                    out.push(drift(format!(
-                        "network {:?}: endpoint {} belongs to sandbox {}, which is gone; `netloom gc` removes it",
-                        net.name,
-                        &ep.id[..12],
-                        ep.sandbox
-                    )));
-                } else {
+                } else if let Some(ns) = open_if_same(&ep.sandbox, ep.sandbox_inode) {
                     let driver = self.driver_of(&net)?;
                     if driver.makes_sandbox_interface() {
-                        out.extend(self.check_inside(&net, ep)?);
+                        out.extend(self.check_inside(&net, ep, &ns)?);
                     }
                     out.extend(
                         driver
@@ -141,6 +130,13 @@ impl Engine {
                             .into_iter()
                             .map(drift),
                     );
+                } else {
+                    out.push(drift(format!(
+                        "network {:?}: endpoint {} belongs to sandbox {}, which is gone; `netloom gc` removes it",
+                        net.name,
+                        &ep.id[..12],
+                        ep.sandbox
+                    )));
                 }
             }
         }
@@ -178,11 +174,9 @@ impl Engine {
         &mut self,
         net: &Network,
         ep: &Endpoint,
+        ns: &netloom_kernel::Netns,
     ) -> Result<Vec<Violation>, EngineError> {
-        let Ok(ns) = SandboxRef::parse(&ep.sandbox).and_then(|r| r.open()) else {
-            return Ok(vec![]);
-        };
-        let mut nl = self.kernel.inside(&ns)?;
+        let mut nl = self.kernel.inside(ns)?;
         let Some(link) = nl.get_link(ep.ifname.as_str()).map_err(|e| {
             EngineError::kernel(&format!("sandbox {}: read {}", ep.sandbox, ep.ifname), e)
         })?

@@ -67,6 +67,15 @@ impl fmt::Display for SandboxRef {
     }
 }
 
+/// The namespace an endpoint was connected in, if `reference` (as the
+/// endpoint recorded it) still opens that same namespace (same inode).
+pub fn open_if_same(reference: &str, inode: u64) -> Option<Netns> {
+    SandboxRef::parse(reference)
+        .ok()
+        .and_then(|r| r.open().ok())
+        .filter(|ns| ns.inode().ok() == Some(inode))
+}
+
 /// Whether a named namespace of this name exists under /run/netns.
 pub fn named_path_exists(name: &str) -> bool {
     netloom_kernel::named_path(name).exists()
