@@ -18,6 +18,7 @@ use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, MacAddr, Netns, Route};
 use netloom_model::endpoint::parse_mac;
 use netloom_model::{Endpoint, Mode, ModelError, Network};
 
+use super::delete_link_if_present;
 use crate::driver::{check_options, Driver};
 use crate::firewall::{EndpointFirewall, NetworkFirewall};
 use crate::kernel::Kernel;
@@ -108,15 +109,6 @@ fn gateway_prefixes(network: &Network) -> Vec<IpPrefix> {
 
 fn kerr(action: String) -> impl FnOnce(netloom_kernel::Error) -> EngineError {
     move |e| EngineError::kernel(&action, e)
-}
-
-/// Deletes a link, treating "already gone" as done.
-fn delete_link_if_present(kernel: &mut Kernel, name: &str, what: &str) -> Result<(), EngineError> {
-    match kernel.host()?.delete_link(name) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(EngineError::kernel(&format!("{what}: delete {name}"), e)),
-    }
 }
 
 /// Addresses, loopback, routes inside the sandbox.

@@ -171,22 +171,10 @@ impl Driver for IpvlanDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netloom_model::{Mode, NetworkRequest};
+    use netloom_model::Mode;
 
     fn network(options: &[(&str, &str)], mode: Mode) -> Network {
-        NetworkRequest {
-            name: "l3net".into(),
-            driver: "ipvlan".into(),
-            subnets: vec!["10.72.0.0/24".into()],
-            mode,
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
-        .validate("0123456789abcdef")
-        .unwrap()
+        crate::drivers::test_network("l3net", "ipvlan", "10.72.0.0/24", options, mode)
     }
 
     #[test]

@@ -418,22 +418,9 @@ impl Driver for MacvlanDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netloom_model::NetworkRequest;
 
-    pub(crate) fn network(driver: &str, options: &[(&str, &str)], mode: Mode) -> Network {
-        NetworkRequest {
-            name: "lan".into(),
-            driver: driver.into(),
-            subnets: vec!["10.71.0.0/24".into()],
-            mode,
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
-        .validate("0123456789abcdef")
-        .unwrap()
+    fn network(driver: &str, options: &[(&str, &str)], mode: Mode) -> Network {
+        crate::drivers::test_network("lan", driver, "10.71.0.0/24", options, mode)
     }
 
     #[test]

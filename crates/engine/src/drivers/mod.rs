@@ -24,3 +24,43 @@ pub fn by_name(name: &str) -> Option<Box<dyn Driver>> {
         _ => None,
     }
 }
+
+/// Deletes a host-side link, treating "already gone" as done.
+pub(crate) fn delete_link_if_present(
+    kernel: &mut crate::kernel::Kernel,
+    name: &str,
+    what: &str,
+) -> Result<(), crate::EngineError> {
+    match kernel.host()?.delete_link(name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(crate::EngineError::kernel(
+            &format!("{what}: delete {name}"),
+            e,
+        )),
+    }
+}
+
+/// A validated network for the drivers' unit tests.
+#[cfg(test)]
+pub(crate) fn test_network(
+    name: &str,
+    driver: &str,
+    subnet: &str,
+    options: &[(&str, &str)],
+    mode: netloom_model::Mode,
+) -> netloom_model::Network {
+    netloom_model::NetworkRequest {
+        name: name.into(),
+        driver: driver.into(),
+        subnets: vec![subnet.into()],
+        mode,
+        options: options
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..Default::default()
+    }
+    .validate("0123456789abcdef")
+    .unwrap()
+}

@@ -348,18 +348,8 @@ impl Driver for PtpDriver {
         endpoint: &Endpoint,
         _sandbox: Option<&Netns>,
     ) -> Result<(), EngineError> {
-        let veth = veth_name(endpoint);
-        match kernel.host()?.delete_link(veth.as_str()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.is_not_found() => Ok(()),
-            Err(e) => Err(EngineError::kernel(
-                &format!(
-                    "network {:?}: sandbox {}: delete veth {veth}",
-                    network.name, endpoint.sandbox
-                ),
-                e,
-            )),
-        }
+        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        super::delete_link_if_present(kernel, &veth_name(endpoint), &what)
     }
 
     fn endpoint_oper_info(
@@ -386,22 +376,9 @@ impl Driver for PtpDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netloom_model::NetworkRequest;
 
     fn network(options: &[(&str, &str)], mode: Mode) -> Network {
-        NetworkRequest {
-            name: "routed".into(),
-            driver: "ptp".into(),
-            subnets: vec!["10.70.0.0/24".into()],
-            mode,
-            options: options
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Default::default()
-        }
-        .validate("0123456789abcdef")
-        .unwrap()
+        crate::drivers::test_network("routed", "ptp", "10.70.0.0/24", options, mode)
     }
 
     #[test]
