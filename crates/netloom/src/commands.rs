@@ -43,7 +43,7 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_json(v: &Value) {
+pub(crate) fn print_json(v: &Value) {
     println!(
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values serialise")

@@ -12,13 +12,7 @@ use netloom_engine::sandbox::SandboxRef;
 use netloom_engine::{ConnectOptions, Engine, EngineError};
 
 use crate::cli::{ConnectArgs, EndpointCmd, SandboxCmd};
-
-fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON values serialise")
-    );
-}
+use crate::commands::print_json;
 
 fn addresses(ep: &Endpoint) -> String {
     ep.leases
