@@ -7,35 +7,6 @@ mod support;
 use serde_json::Value;
 use support::World;
 
-fn sh_ok(w: &World, script: &str) {
-    let out = w.sh(script);
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A world with parent `up0` (its peer in namespace `outside`, holding
-/// 10.72.0.1/24 and fd00:72::1/64) and sandboxes `a` and `b`.
-fn world_with_lan() -> Option<World> {
-    let w = World::new()?;
-    sh_ok(
-        &w,
-        "ip link add up0 type veth peer name up1 \
-         && ip netns add outside \
-         && ip link set up1 netns outside \
-         && ip -n outside link set lo up \
-         && ip -n outside addr add 10.72.0.1/24 dev up1 \
-         && ip -n outside addr add fd00:72::1/64 dev up1 nodad \
-         && ip -n outside link set up1 up \
-         && ip link set up0 up",
-    );
-    w.ok(&["sandbox", "create", "a"]);
-    w.ok(&["sandbox", "create", "b"]);
-    Some(w)
-}
-
 /// Whether this kernel makes ipvlans, asked independently of netloom:
 /// `ip link add` on the parent, in the throwaway host.
 fn kernel_has_ipvlan(w: &World) -> bool {
@@ -44,7 +15,7 @@ fn kernel_has_ipvlan(w: &World) -> bool {
         .status
         .success();
     if made {
-        sh_ok(w, "ip link del ivprobe");
+        w.sh_ok("ip link del ivprobe");
     }
     made
 }
@@ -77,7 +48,9 @@ fn only_lo(w: &World, sandbox: &str) -> bool {
 
 #[test]
 fn ipvlan_options_are_checked_before_the_kernel() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.72.0", "fd00:72") else {
+        return;
+    };
     let err = w.fails(&[
         "network",
         "create",
@@ -105,7 +78,9 @@ fn ipvlan_options_are_checked_before_the_kernel() {
 
 #[test]
 fn ipvlan_networks_are_refused_up_front_where_the_kernel_lacks_it() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.72.0", "fd00:72") else {
+        return;
+    };
     if kernel_has_ipvlan(&w) {
         // Nothing to refuse here: the network is made like any other.
         assert_eq!(w.json(&create_args("iv", &[]))["driver"], "ipvlan");
@@ -127,7 +102,9 @@ fn ipvlan_networks_are_refused_up_front_where_the_kernel_lacks_it() {
 
 #[test]
 fn ipvlan_l2_sandboxes_reach_each_other_and_the_lan() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.72.0", "fd00:72") else {
+        return;
+    };
     if !kernel_has_ipvlan(&w) {
         netloom_testhost::skip("ipvlan traffic: kernel lacks ipvlan");
         return;
@@ -172,7 +149,9 @@ fn ipvlan_l2_sandboxes_reach_each_other_and_the_lan() {
 
 #[test]
 fn ipvlan_l3_routes_onto_the_link() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.72.0", "fd00:72") else {
+        return;
+    };
     if !kernel_has_ipvlan(&w) {
         netloom_testhost::skip("ipvlan l3 traffic: kernel lacks ipvlan");
         return;

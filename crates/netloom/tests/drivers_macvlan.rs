@@ -8,35 +8,6 @@ mod support;
 use serde_json::Value;
 use support::World;
 
-fn sh_ok(w: &World, script: &str) {
-    let out = w.sh(script);
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A world with parent `up0` (its peer in namespace `outside`, holding
-/// 10.71.0.1/24 and fd00:71::1/64) and sandboxes `a` and `b`.
-fn world_with_lan() -> Option<World> {
-    let w = World::new()?;
-    sh_ok(
-        &w,
-        "ip link add up0 type veth peer name up1 \
-         && ip netns add outside \
-         && ip link set up1 netns outside \
-         && ip -n outside link set lo up \
-         && ip -n outside addr add 10.71.0.1/24 dev up1 \
-         && ip -n outside addr add fd00:71::1/64 dev up1 nodad \
-         && ip -n outside link set up1 up \
-         && ip link set up0 up",
-    );
-    w.ok(&["sandbox", "create", "a"]);
-    w.ok(&["sandbox", "create", "b"]);
-    Some(w)
-}
-
 fn create_lan(w: &World, name: &str, extra: &[&str]) -> Value {
     let mut args = vec![
         "network",
@@ -77,7 +48,9 @@ fn only_lo(w: &World, sandbox: &str) -> bool {
 
 #[test]
 fn macvlan_bridge_mode_sandboxes_reach_each_other_and_the_lan() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.71.0", "fd00:71") else {
+        return;
+    };
     let net = create_lan(&w, "lan", &[]);
     assert_eq!(net["driver"], "macvlan");
     assert_eq!(net["subnets"][0]["gateway"], "10.71.0.1");
@@ -146,7 +119,9 @@ fn macvlan_bridge_mode_sandboxes_reach_each_other_and_the_lan() {
 
 #[test]
 fn macvlan_private_mode_keeps_siblings_apart() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.71.0", "fd00:71") else {
+        return;
+    };
     create_lan(&w, "lanp", &["-o", "mode=private", "--mtu", "1400"]);
     w.ok(&["connect", "lanp", "a"]);
     w.ok(&["connect", "lanp", "b"]);
@@ -165,7 +140,9 @@ fn macvlan_private_mode_keeps_siblings_apart() {
 
 #[test]
 fn macvlan_network_create_names_what_is_wrong() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.71.0", "fd00:71") else {
+        return;
+    };
     let base = [
         "network",
         "create",
@@ -210,7 +187,9 @@ fn macvlan_network_create_names_what_is_wrong() {
 
 #[test]
 fn macvlan_failed_connects_leave_nothing() {
-    let Some(w) = world_with_lan() else { return };
+    let Some(w) = World::with_lan("10.71.0", "fd00:71") else {
+        return;
+    };
     create_lan(&w, "lan", &[]);
     let before = w.ok(&["--json", "ipam", "ls", "lan"]);
 
@@ -223,7 +202,7 @@ fn macvlan_failed_connects_leave_nothing() {
     );
 
     // The name is taken in the sandbox: the foreign interface survives.
-    sh_ok(&w, "ip -n a link add taken type veth peer name taken2");
+    w.sh_ok("ip -n a link add taken type veth peer name taken2");
     let err = w.fails(&["connect", "lan", "a", "--ifname", "taken"]);
     assert!(
         err.contains("network \"lan\": sandbox a: create macvlan taken on parent up0"),
@@ -233,10 +212,7 @@ fn macvlan_failed_connects_leave_nothing() {
     assert_eq!(taken["linkinfo"]["info_kind"], "veth", "{taken}");
 
     // Fails after the macvlan is made: IPv6 is off in the sandbox.
-    sh_ok(
-        &w,
-        "ip netns exec b sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'",
-    );
+    w.sh_ok("ip netns exec b sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'");
     let err = w.fails(&["connect", "lan", "b"]);
     assert!(
         err.contains("network \"lan\": sandbox b: add address fd00:71::"),
@@ -245,7 +221,7 @@ fn macvlan_failed_connects_leave_nothing() {
     assert!(only_lo(&w, "b"), "the half-made macvlan is gone");
 
     // The parent vanished after the network was made.
-    sh_ok(&w, "ip link del up0");
+    w.sh_ok("ip link del up0");
     let err = w.fails(&["connect", "lan", "a"]);
     assert!(
         err.contains("network \"lan\"") && err.contains("\"up0\" does not exist"),

@@ -6,15 +6,6 @@ mod support;
 use serde_json::Value;
 use support::World;
 
-fn sh_ok(w: &World, script: &str) {
-    let out = w.sh(script);
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 fn nlp_links(w: &World) -> Vec<String> {
     w.host_links()
         .into_iter()
@@ -229,7 +220,7 @@ fn ptp_failed_connects_leave_nothing() {
 
     // Fails before the veth: the sandbox has an interface of that name,
     // which must survive the rollback.
-    sh_ok(&w, "ip -n a link add taken type veth peer name taken2");
+    w.sh_ok("ip -n a link add taken type veth peer name taken2");
     let err = w.fails(&["connect", "routed", "a", "--ifname", "taken"]);
     assert!(
         err.contains("network \"routed\": sandbox a") && err.contains("taken"),
@@ -239,7 +230,7 @@ fn ptp_failed_connects_leave_nothing() {
 
     // Fails after the veth and the host side are made: the host already
     // routes the endpoint's address.
-    sh_ok(&w, "ip route add blackhole 10.70.0.50/32");
+    w.sh_ok("ip route add blackhole 10.70.0.50/32");
     let err = w.fails(&["connect", "routed", "a", "--ip", "10.70.0.50"]);
     assert!(
         err.contains("host route 10.70.0.50") && err.contains("File exists"),
@@ -247,10 +238,7 @@ fn ptp_failed_connects_leave_nothing() {
     );
 
     // Fails inside the sandbox, after the host side: IPv6 is off there.
-    sh_ok(
-        &w,
-        "ip netns exec b sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'",
-    );
+    w.sh_ok("ip netns exec b sh -c 'echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6'");
     let err = w.fails(&["connect", "routed", "b"]);
     assert!(
         err.contains("network \"routed\": sandbox b: add address fd00:70::"),
@@ -333,8 +321,8 @@ fn ptp_leftovers_are_recognised_by_check_and_gc() {
 
     // A stray nlp- link, a sandbox removed behind netloom's back, and a
     // connect interrupted after its record was written.
-    sh_ok(&w, "ip link add nlp-deadbeef type veth peer name stray0");
-    sh_ok(&w, "ip netns del b");
+    w.sh_ok("ip link add nlp-deadbeef type veth peer name stray0");
+    w.sh_ok("ip netns del b");
     let updated = w.host.enter(|| {
         rusqlite::Connection::open(format!("{}/state.db", support::STATE))
             .unwrap()

@@ -73,6 +73,36 @@ impl World {
             .unwrap()
     }
 
+    /// A shell command in the host that must succeed.
+    pub fn sh_ok(&self, script: &str) {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A world whose host has parent link `up0`, the other end of a veth
+    /// pair in namespace `outside` that holds `{v4}.1/24` and `{v6}::1/64`
+    /// (a stand-in for a LAN with a router), and sandboxes `a` and `b`.
+    pub fn with_lan(v4: &str, v6: &str) -> Option<World> {
+        let w = World::new()?;
+        w.sh_ok(&format!(
+            "ip link add up0 type veth peer name up1 \
+             && ip netns add outside \
+             && ip link set up1 netns outside \
+             && ip -n outside link set lo up \
+             && ip -n outside addr add {v4}.1/24 dev up1 \
+             && ip -n outside addr add {v6}::1/64 dev up1 nodad \
+             && ip -n outside link set up1 up \
+             && ip link set up0 up"
+        ));
+        w.ok(&["sandbox", "create", "a"]);
+        w.ok(&["sandbox", "create", "b"]);
+        Some(w)
+    }
+
     /// Whether one ping from `sandbox` to `ip` gets an answer within 3 s
     /// (generous: other tests may load the machine).
     pub fn ping(&self, sandbox: &str, ip: &str) -> bool {
