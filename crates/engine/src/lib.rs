@@ -9,6 +9,7 @@ mod error;
 pub mod firewall;
 pub mod gc;
 pub mod kernel;
+pub mod lab;
 pub mod sandbox;
 
 pub use connect::ConnectOptions;

@@ -93,6 +93,14 @@ netloom run --network web --publish 8080:80 --name api -- ./server")]
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
     },
+    /// Labs: many small networks of nodes on one machine, each its own
+    /// address space, with supervised commands.
+    #[command(subcommand)]
+    Lab(crate::lab::LabCmd),
+    /// Cut, heal and degrade links between the nodes of a lab.
+    Partition(crate::partition::PartitionArgs),
+    /// A five-node lab in a throwaway namespace: reachability, a split, a heal.
+    Demo(crate::lab::DemoArgs),
 }
 
 #[derive(Args, Debug)]

@@ -11,6 +11,9 @@ use netloom_engine::{Engine, EngineError};
 use crate::cli::{Cli, Command, IpamCmd, ModeArg, NetworkCmd, NetworkCreate, PolicyArg};
 
 pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
+    if let Command::Demo(args) = &cli.command {
+        return crate::lab::demo(&cli, args);
+    }
     let mut engine = Engine::open(&cli.state_dir)?;
     let json = cli.json;
     match cli.command {
@@ -39,6 +42,9 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
         Command::Endpoint(cmd) => crate::connect::endpoint(&mut engine, json, cmd)?,
         Command::Run(args) => return crate::run::run(&mut engine, args),
         Command::Exec { sandbox, command } => return crate::connect::exec(&sandbox, &command),
+        Command::Lab(cmd) => return crate::lab::run(&mut engine, json, cmd),
+        Command::Partition(args) => return crate::partition::run(&mut engine, json, args),
+        Command::Demo(_) => unreachable!("handled before the engine opens"),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,8 +1,11 @@
 //! The `netloom` binary: parse, call the engine, print.
 
 mod cli;
+mod cni;
 mod commands;
 mod connect;
+mod lab;
+mod partition;
 mod run;
 
 use clap::Parser;
@@ -28,6 +31,10 @@ fn init_logging(verbose: u8) {
 }
 
 fn main() -> ExitCode {
+    // Started by a container runtime as a CNI plugin: speak only CNI.
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return cni::main();
+    }
     let cli = cli::Cli::parse();
     init_logging(cli.verbose);
     match commands::run(cli) {
