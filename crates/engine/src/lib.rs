@@ -11,6 +11,7 @@ pub mod gc;
 pub mod kernel;
 pub mod lab;
 pub mod sandbox;
+pub mod shaping;
 
 pub use connect::ConnectOptions;
 pub use error::EngineError;

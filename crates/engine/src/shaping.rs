@@ -1,0 +1,1 @@
+//! Bandwidth limits on endpoints (token bucket, both directions).
