@@ -3,7 +3,9 @@
 //! leftovers.
 //!
 //! Every kernel object netloom makes has a recognisable name: links start
-//! with [`LINK_PREFIXES`]. Anything so named without a record is a leftover.
+//! with [`LINK_PREFIXES`]; lab namespaces with `nlab-`, the lab gateway is
+//! `nlgw` (see [`crate::lab`]). Anything so named without a record is a
+//! leftover. Labs whose supervising process died are taken down.
 
 use std::collections::BTreeSet;
 
@@ -155,6 +157,7 @@ impl Engine {
                 "nftables table inet netloom-{id8} belongs to no network; `netloom gc` removes it"
             )));
         }
+        out.extend(self.lab_check()?.into_iter().map(drift));
         for (name, _, alive) in self.sandboxes()? {
             if !alive {
                 out.push(drift(format!(
@@ -213,6 +216,8 @@ impl Engine {
     /// namespace is gone.
     pub fn gc(&mut self) -> Result<GcReport, EngineError> {
         let mut report = GcReport::default();
+        // Labs first: taking one down releases its addresses and namespaces.
+        report.actions.extend(self.lab_gc()?);
         for net in self.store.networks()? {
             for ep in self.store.endpoints(Some(&net.id))? {
                 let why = match ep.state {

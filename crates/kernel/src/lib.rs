@@ -32,6 +32,7 @@
 mod addr;
 mod error;
 mod feature;
+pub mod lab_support;
 mod link;
 mod link_query;
 mod neigh;

@@ -7,10 +7,12 @@
 
 mod endpoints;
 mod error;
+pub mod labs;
 mod schema;
 mod sqlite;
 
 pub use error::StoreError;
+pub use labs::{LabPort, LabRow, LabState, LabStore, NewLab, ProcessId, StoredPlan};
 pub use sqlite::{random_id, SqliteStore};
 
 use netloom_model::{Allocation, Endpoint, EndpointState, Lease, Network, NetworkRequest, State};

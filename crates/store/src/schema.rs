@@ -7,7 +7,49 @@
 
 pub const VERSION: i64 = 1;
 
-pub const CREATE: &str = r#"
+/// The lab tables, also created on demand in databases made before they
+/// existed (`CREATE TABLE IF NOT EXISTS`), so no version bump is needed.
+macro_rules! lab_tables {
+    () => {
+        r#"
+-- Labs (seed 001): one row per lab, written before the kernel is touched
+-- (state 'creating'), 'ready' when up, 'removing' while going down. `slot`
+-- numbers the lab's /30 between the gateway and its bridge namespace; a
+-- slot is held by one lab at a time. `pid` and `pid_start` (the process's
+-- start time in clock ticks since boot) name the process that supervises
+-- the lab or is bringing it up, so gc knows a dead one from a reused pid.
+CREATE TABLE IF NOT EXISTS labs (
+    name          TEXT PRIMARY KEY,
+    slot          INTEGER NOT NULL UNIQUE,
+    state         TEXT NOT NULL CHECK (state IN ('creating', 'ready', 'removing')),
+    pid           INTEGER,
+    pid_start     INTEGER,
+    doc           TEXT NOT NULL
+);
+
+-- Host ports published by labs: a host port belongs to one lab.
+CREATE TABLE IF NOT EXISTS lab_ports (
+    proto         TEXT NOT NULL,
+    host_port     INTEGER NOT NULL,
+    lab           TEXT NOT NULL REFERENCES labs(name) ON DELETE CASCADE,
+    PRIMARY KEY (proto, host_port)
+) WITHOUT ROWID;
+
+-- The lab address plan in force (one row): fixed while any lab exists.
+CREATE TABLE IF NOT EXISTS lab_plan (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    doc           TEXT NOT NULL,
+    summary       TEXT NOT NULL
+);
+"#
+    };
+}
+
+/// The lab tables alone.
+pub const LABS: &str = lab_tables!();
+
+pub const CREATE: &str = concat!(
+    r#"
 CREATE TABLE networks (
     -- Small integer key for the rows that refer to a network; keeps the
     -- allocation B-trees compact. Never reused (AUTOINCREMENT), so a
@@ -79,4 +121,6 @@ CREATE TABLE published_ports (
     PRIMARY KEY (proto, host_port, host_ip)
 ) WITHOUT ROWID;
 CREATE INDEX published_ports_by_endpoint ON published_ports (endpoint);
-"#;
+"#,
+    lab_tables!()
+);

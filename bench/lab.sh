@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Lab benchmark: time to bring labs up and take them down, and to apply
+# partitions, in a throwaway host. Not part of the test suite.
+#
+#   bash bench/lab.sh [-r RUNS] [--sizes "10 100 500"] [--many LABS] [--no-build]
+#
+#   -r RUNS / env RUNS     repetitions per scenario; medians are printed (default 5)
+#   --sizes LIST           node counts of the single-lab scenarios (default "10 100 500")
+#   --many LABS            labs of 3 nodes brought up (and down) at once (default 200; 0 skips)
+#   --no-build             use target/release/netloom as it is
+#   NETLOOM_BIN=PATH       use this netloom binary instead of building one
+#
+# Every run happens in a fresh throwaway host: the script re-execs itself
+# under `unshare --net --mount --propagation private` with a fresh tmpfs on
+# /run and a temporary state directory; the machine's own network, firewall
+# and /run/netns are never touched. Targets: up <= 3 ms per node, down <= 2
+# ms per node.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+now() { date +%s%N; }
+ms_since() { echo $(( ($(now) - $1) / 1000000 )); }
+
+# A lab file with N nodes named node1..nodeN.
+lab_file() {
+    local name=$1 n=$2 file=$3 i
+    {
+        echo "name = \"$name\""
+        for ((i = 1; i <= n; i++)); do printf '[[node]]\nname = "node%d"\n' "$i"; done
+    } >"$file"
+}
+
+# ------------------------------------------------------------ inside a throwaway host
+if [ "${1:-}" = "--host" ]; then
+    scenario=$2 n=$3 out=$4
+    mount -t tmpfs -o mode=0755 netloom-bench /run
+    ip link set lo up
+    links=$(ip -o link | wc -l)
+    me=$(readlink /proc/self/ns/net)
+    if [ "$links" != 1 ] || [ "$me" = "$BENCH_OUTER_NETNS" ] || [ -n "$(ls -A /run)" ]; then
+        echo "refusing to run: not a fresh throwaway host (links=$links, netns=$me)" >&2
+        exit 3
+    fi
+    state=$(mktemp -d /tmp/netloom-lab-bench.XXXXXX)
+    trap 'rm -rf "$state"' EXIT
+    export NETLOOM_STATE_DIR=$state
+    # Room for 500 nodes: a /20 node subnet in every lab.
+    plan=(--lab-nodes 172.18.0.0/20 --lab-bridge 172.18.15.254)
+    nl() { "$NETLOOM_BIN" "$@"; }
+    case $scenario in
+    one)
+        lab_file big "$n" "$state/big.toml"
+        t=$(now); nl lab up "$state/big.toml" "${plan[@]}" >/dev/null; up=$(ms_since "$t")
+        half=$((n / 2)) a= b=
+        for ((i = 1; i <= n; i++)); do
+            if ((i <= half)); then a+=${a:+,}node$i; else b+=${b:+,}node$i; fi
+        done
+        t=$(now); nl partition big disjoint "$a" "$b" >/dev/null; split=$(ms_since "$t")
+        t=$(now); nl partition big isolate node1 >/dev/null; isolate=$(ms_since "$t")
+        t=$(now); nl partition big heal >/dev/null; heal=$(ms_since "$t")
+        t=$(now); nl lab down big >/dev/null; down=$(ms_since "$t")
+        echo "$up $down $split $isolate $heal" >"$out"
+        ;;
+    many)
+        for ((l = 1; l <= n; l++)); do lab_file "l$l" 3 "$state/l$l.toml"; done
+        t=$(now)
+        for ((l = 1; l <= n; l++)); do nl lab up "$state/l$l.toml" "${plan[@]}" >/dev/null & done
+        fail=0
+        for job in $(jobs -p); do wait "$job" || fail=1; done
+        up=$(ms_since "$t")
+        [ "$fail" = 0 ] || { echo "a lab up failed" >&2; exit 1; }
+        t=$(now)
+        for ((l = 1; l <= n; l++)); do nl lab down "l$l" >/dev/null & done
+        for job in $(jobs -p); do wait "$job" || fail=1; done
+        down=$(ms_since "$t")
+        [ "$fail" = 0 ] || { echo "a lab down failed" >&2; exit 1; }
+        echo "$up $down" >"$out"
+        ;;
+    esac
+    exit 0
+fi
+
+# ------------------------------------------------------------ on the machine
+RUNS=${RUNS:-5} SIZES="10 100 500" MANY=200 BUILD=1
+while [ $# -gt 0 ]; do
+    case $1 in
+        -r | --runs) RUNS=$2; shift 2 ;;
+        --sizes) SIZES=$2; shift 2 ;;
+        --many) MANY=$2; shift 2 ;;
+        --no-build) BUILD=; shift ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+if [ "$(id -u)" != 0 ]; then echo "run as root (it makes throwaway network namespaces)" >&2; exit 2; fi
+for cmd in unshare ip nft python3; do
+    command -v "$cmd" >/dev/null || { echo "missing $cmd (apt-get install util-linux iproute2 nftables python3)" >&2; exit 2; }
+done
+if [ -z "${NETLOOM_BIN:-}" ]; then
+    if [ -n "$BUILD" ]; then
+        (cd "$ROOT" && cargo build --release -q -p netloom)
+    fi
+    NETLOOM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom"
+fi
+[ -x "$NETLOOM_BIN" ] || { echo "no netloom binary at $NETLOOM_BIN" >&2; exit 2; }
+export NETLOOM_BIN BENCH_OUTER_NETNS=$(readlink /proc/self/ns/net)
+
+results=$(mktemp -d /tmp/netloom-lab-results.XXXXXX)
+trap 'rm -rf "$results"' EXIT
+
+run_host() { # scenario n out
+    unshare --net --mount --propagation private "$0" --host "$@"
+}
+
+for n in $SIZES; do
+    for ((r = 1; r <= RUNS; r++)); do
+        run_host one "$n" "$results/one-$n-$r" || { echo "run $r with $n nodes failed" >&2; exit 1; }
+    done
+done
+if [ "$MANY" -gt 0 ]; then
+    for ((r = 1; r <= RUNS; r++)); do
+        run_host many "$MANY" "$results/many-$MANY-$r" || { echo "run $r with $MANY labs failed" >&2; exit 1; }
+    done
+fi
+
+python3 "$HERE/lab/report.py" "$results" "$RUNS" "$MANY" $SIZES

@@ -1,0 +1,51 @@
+"""Prints the medians of bench/lab.sh's runs and the per-node costs."""
+
+import statistics
+import sys
+from pathlib import Path
+
+UP_TARGET_MS = 3.0
+DOWN_TARGET_MS = 2.0
+
+
+def runs(results: Path, prefix: str) -> list[list[int]]:
+    return [
+        [int(x) for x in p.read_text().split()]
+        for p in sorted(results.glob(f"{prefix}-*"))
+    ]
+
+
+def verdict(per_node: float, target: float) -> str:
+    return "ok" if per_node <= target else f"over {target:g}"
+
+
+def main() -> None:
+    results, n_runs, many = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    sizes = [int(s) for s in sys.argv[4:]]
+    print(f"medians over {n_runs} runs; times in ms")
+    print(
+        f"{'scenario':<22}{'up':>8}{'down':>8}{'up/node':>9}{'down/node':>10}"
+        f"{'':>3}{'split':>7}{'isolate':>8}{'heal':>6}"
+    )
+    for n in sizes:
+        rows = runs(results, f"one-{n}")
+        med = [statistics.median(col) for col in zip(*rows)]
+        up, down, split, isolate, heal = med
+        print(
+            f"{f'1 lab x {n} nodes':<22}{up:>8.0f}{down:>8.0f}{up / n:>9.2f}{down / n:>10.2f}"
+            f"   {split:>7.0f}{isolate:>8.0f}{heal:>6.0f}"
+            f"   up {verdict(up / n, UP_TARGET_MS)}, down {verdict(down / n, DOWN_TARGET_MS)}"
+        )
+    if many:
+        rows = runs(results, f"many-{many}")
+        up, down = [statistics.median(col) for col in zip(*rows)]
+        nodes = many * 3
+        print(
+            f"{f'{many} labs x 3 at once':<22}{up:>8.0f}{down:>8.0f}{up / nodes:>9.2f}{down / nodes:>10.2f}"
+            f"   {'':>21}   up {verdict(up / nodes, UP_TARGET_MS)}, down {verdict(down / nodes, DOWN_TARGET_MS)}"
+        )
+    print("split: disjoint into two halves; isolate: one node; heal: all (each one CLI call)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,302 @@
+//! One lab in the kernel: its bridge namespace (linked to the gateway by a
+//! /30) and a namespace per node on the bridge.
+//!
+//! Per node: one named namespace, one `RTM_NEWLINK` that makes the veth
+//! with its bridge port enslaved and up and its peer created directly in
+//! the node's namespace, then a handful of messages on one socket inside
+//! the node (loopback, eth0, addresses, default routes). No process is
+//! spawned per node; the only `nft` run is the lab's rule skeleton.
+//!
+//! Teardown removes the namespaces: the kernel frees their veths with them.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use netloom_kernel::lab_support::create_named_with_socket;
+use netloom_kernel::nft::apply_ruleset;
+use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
+
+use super::gateway::{self, lab_link, LAB_TABLE};
+use super::plan::LabPlan;
+use super::{
+    bridge_netns_name, fw_err, kerr, node_netns_name, node_port, NodeRecord, BRIDGE, BRIDGE_UPLINK,
+    NODE_IF,
+};
+use crate::EngineError;
+
+/// A published port as the bridge namespace maps it.
+pub struct NodePort {
+    pub proto: &'static str,
+    pub host_port: u16,
+    pub ipv4: Ipv4Addr,
+    pub ipv6: Ipv6Addr,
+    pub port: u16,
+}
+
+fn bridge_ruleset(ports: &[NodePort]) -> String {
+    let elements = |v6: bool| {
+        if ports.is_empty() {
+            return String::new();
+        }
+        let list: Vec<String> = ports
+            .iter()
+            .map(|p| {
+                let to = if v6 {
+                    p.ipv6.to_string()
+                } else {
+                    p.ipv4.to_string()
+                };
+                format!("{} . {} : {to} . {}", p.proto, p.host_port, p.port)
+            })
+            .collect();
+        format!(" elements = {{ {} }};", list.join(", "))
+    };
+    format!(
+        "table inet {LAB_TABLE} {{
+\tmap ports4 {{ type inet_proto . inet_service : ipv4_addr . inet_service;{} }}
+\tmap ports6 {{ type inet_proto . inet_service : ipv6_addr . inet_service;{} }}
+\tchain prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tiifname \"{BRIDGE_UPLINK}\" meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
+\t\tiifname \"{BRIDGE_UPLINK}\" meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
+\t}}
+\tchain postrouting {{
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\toifname \"{BRIDGE_UPLINK}\" masquerade
+\t}}
+}}
+",
+        elements(false),
+        elements(true)
+    )
+}
+
+fn prefixes(v4: Ipv4Addr, len4: u8, v6: Ipv6Addr, len6: u8) -> [IpPrefix; 2] {
+    [
+        IpPrefix::new(IpAddr::V4(v4), len4).expect("valid length"),
+        IpPrefix::new(IpAddr::V6(v6), len6).expect("valid length"),
+    ]
+}
+
+/// Makes a lab's bridge namespace and its link to the gateway.
+pub fn make_bridge(
+    gw: &Netns,
+    plan: &LabPlan,
+    lab: &str,
+    slot: u32,
+    ports: &[NodePort],
+) -> Result<(Netns, Netlink, u32), EngineError> {
+    let what = format!("lab {lab:?}");
+    let name = bridge_netns_name(lab);
+    let ns = Netns::create_named(&name).map_err(kerr(format!("{what}: create netns {name}")))?;
+    let link = lab_link(slot);
+    let mut gwnl =
+        Netlink::open_in(gw).map_err(kerr(format!("{what}: open netlink in the gateway")))?;
+    gwnl.create_veth(
+        &LinkSpec::new(&link).up(),
+        &LinkSpec::new(BRIDGE_UPLINK).netns(&ns),
+    )
+    .map_err(kerr(format!("{what}: create veth {link} in the gateway")))?;
+    let (gw4, br4) = plan.link_v4(slot);
+    let (gw6, br6) = plan.link_v6(slot);
+    let gwidx = gwnl
+        .link_index(&link)
+        .map_err(kerr(format!("{what}: find {link}")))?;
+    for p in prefixes(gw4, 30, gw6, 64) {
+        gwnl.add_address(gwidx, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {link} in the gateway")))?;
+    }
+    ns.write_sysctls(&[
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+        // Bridge ports need no IPv6 link-local addresses of their own.
+        ("net.ipv6.conf.default.addr_gen_mode", "1"),
+    ])
+    .map_err(kerr(format!("{what}: set sysctls in {name}")))?;
+    let mut nl = Netlink::open_in(&ns).map_err(kerr(format!("{what}: open netlink in {name}")))?;
+    nl.set_up("lo", true)
+        .map_err(kerr(format!("{what}: bring lo up")))?;
+    let up = nl
+        .link_index(BRIDGE_UPLINK)
+        .map_err(kerr(format!("{what}: find {BRIDGE_UPLINK}")))?;
+    nl.set_up(up, true)
+        .map_err(kerr(format!("{what}: bring {BRIDGE_UPLINK} up")))?;
+    for p in prefixes(br4, 30, br6, 64) {
+        nl.add_address(up, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {BRIDGE_UPLINK}")))?;
+    }
+    for via in [IpAddr::V4(gw4), IpAddr::V6(gw6)] {
+        nl.add_route(&Route::default_via(via))
+            .map_err(kerr(format!("{what}: add default route via {via}")))?;
+    }
+    nl.create_bridge(&LinkSpec::new(BRIDGE).up())
+        .map_err(kerr(format!("{what}: create bridge {BRIDGE}")))?;
+    let br = nl
+        .link_index(BRIDGE)
+        .map_err(kerr(format!("{what}: find {BRIDGE}")))?;
+    for p in prefixes(plan.bridge, plan.nodes.prefix(), plan.bridge_v6(), 64) {
+        nl.add_address(br, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {BRIDGE}")))?;
+    }
+    apply_ruleset(
+        Some(&netloom_kernel::named_path(&name)),
+        &bridge_ruleset(ports),
+    )
+    .map_err(fw_err(&format!("{what}: NAT rules in {name}")))?;
+    Ok((ns, nl, br))
+}
+
+/// How many namespaces are made at once. Making a network namespace is
+/// the kernel's slowest step here and runs in parallel; the veths and
+/// addresses follow on the caller's thread as namespaces arrive.
+const PARALLEL_NAMESPACES: usize = 4;
+
+/// Makes every node: its namespace, its veth on the bridge, addresses and
+/// routes. Stops at the first failure (the caller removes what was made).
+pub fn make_nodes(
+    bridge: &mut Netlink,
+    br_index: u32,
+    plan: &LabPlan,
+    lab: &str,
+    nodes: &[NodeRecord],
+) -> Result<(), EngineError> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..PARALLEL_NAMESPACES.min(nodes.len()) {
+            let tx = tx.clone();
+            let (next, stop) = (&next, &stop);
+            scope.spawn(move || loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= nodes.len() || stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let name = node_netns_name(lab, &nodes[i].name);
+                let made = create_named_with_socket(&name).map_err(kerr(format!(
+                    "lab {lab:?} node {:?}: create netns",
+                    nodes[i].name
+                )));
+                if tx.send((i, made)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(tx);
+        let mut result = Ok(());
+        for (i, made) in rx {
+            if result.is_err() {
+                continue;
+            }
+            result = made.and_then(|(ns, mut nl)| {
+                configure_node(bridge, &mut nl, &ns, br_index, plan, lab, &nodes[i])
+            });
+            if result.is_err() {
+                stop.store(true, Ordering::Relaxed);
+            }
+        }
+        result
+    })
+}
+
+/// One node, its namespace made (loopback up): the veth with its bridge
+/// port enslaved and up and its peer made directly in the namespace, then
+/// eth0 up with its addresses and default routes.
+fn configure_node(
+    bridge: &mut Netlink,
+    nl: &mut Netlink,
+    ns: &Netns,
+    br_index: u32,
+    plan: &LabPlan,
+    lab: &str,
+    node: &NodeRecord,
+) -> Result<(), EngineError> {
+    let what = || format!("lab {lab:?} node {:?}", node.name);
+    let port = node_port(node.index);
+    bridge
+        .create_veth(
+            &LinkSpec::new(&port).master(br_index).up(),
+            &LinkSpec::new(NODE_IF).netns(ns),
+        )
+        .map_err(kerr(format!("{}: create veth {port}", what())))?;
+    let eth = nl
+        .link_index(NODE_IF)
+        .map_err(kerr(format!("{}: find {NODE_IF}", what())))?;
+    nl.set_up(eth, true)
+        .map_err(kerr(format!("{}: bring {NODE_IF} up", what())))?;
+    for p in prefixes(node.ipv4, plan.nodes.prefix(), node.ipv6, 64) {
+        nl.add_address(eth, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{}: add {p}", what())))?;
+    }
+    for via in [IpAddr::V4(plan.bridge), IpAddr::V6(plan.bridge_v6())] {
+        nl.add_route(&Route::default_via(via))
+            .map_err(kerr(format!("{}: add default route via {via}", what())))?;
+    }
+    Ok(())
+}
+
+/// Removes every namespace of a lab (nodes, then the bridge) and its link
+/// in the gateway. Absent parts are fine; returns what it removed.
+pub fn remove(lab: &str, slot: Option<u32>) -> Result<Vec<String>, EngineError> {
+    let mut removed = Vec::new();
+    let bridge = bridge_netns_name(lab);
+    let node_prefix = format!("{bridge}:");
+    let names = Netns::list_named().map_err(kerr(format!("lab {lab:?}: list namespaces")))?;
+    for name in names.iter().filter(|n| n.starts_with(&node_prefix)) {
+        remove_netns(name)?;
+        removed.push(format!("namespace {name}"));
+    }
+    if names.contains(&bridge) {
+        remove_netns(&bridge)?;
+        removed.push(format!("namespace {bridge}"));
+    }
+    if let Some(slot) = slot {
+        if remove_gateway_link(slot)? {
+            removed.push(format!("link {} in the gateway", lab_link(slot)));
+        }
+    }
+    Ok(removed)
+}
+
+pub fn remove_netns(name: &str) -> Result<(), EngineError> {
+    match Netns::remove_named(name) {
+        Ok(()) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(EngineError::kernel(&format!("remove namespace {name}"), e)),
+    }
+}
+
+/// Deletes a lab's link in the gateway; whether it was there.
+pub fn remove_gateway_link(slot: u32) -> Result<bool, EngineError> {
+    let Ok(gw) = Netns::open_named(gateway::GATEWAY_NETNS) else {
+        return Ok(false);
+    };
+    let link = lab_link(slot);
+    let mut nl = Netlink::open_in(&gw).map_err(kerr("open netlink in the lab gateway".into()))?;
+    match nl.delete_link(link.as_str()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
+        Err(e) => Err(EngineError::kernel(
+            &format!("lab gateway: delete {link}"),
+            e,
+        )),
+    }
+}
+
+/// Names of the lab links in the gateway.
+pub fn gateway_links() -> Result<Vec<String>, EngineError> {
+    let Ok(gw) = Netns::open_named(gateway::GATEWAY_NETNS) else {
+        return Ok(Vec::new());
+    };
+    let mut nl = Netlink::open_in(&gw).map_err(kerr("open netlink in the lab gateway".into()))?;
+    Ok(nl
+        .list_links()
+        .map_err(kerr("lab gateway: list links".into()))?
+        .into_iter()
+        .map(|l| l.name)
+        .filter(|n| {
+            n.strip_prefix(gateway::LAB_LINK_PREFIX)
+                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect())
+}

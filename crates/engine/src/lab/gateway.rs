@@ -1,0 +1,293 @@
+//! The gateway: one namespace shared by every lab, between the host and
+//! the labs' bridge namespaces. Made when the first lab comes up, removed
+//! when the last goes down.
+//!
+//! The host gets one veth, [`HOST_LINK`], holding only the plan's host
+//! address; no lab address or route ever appears in the host namespace.
+//! Published ports are elements: the host's set says which host ports go
+//! to the gateway, the gateway's maps say to which lab's bridge namespace.
+
+use std::net::IpAddr;
+
+use netloom_kernel::nft::{apply_ruleset, Element, Family, NftSocket, SetRef, TableRef, Value};
+use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
+
+use super::plan::LabPlan;
+use super::{fw_err, kerr};
+use crate::EngineError;
+
+/// The host's end of the host ↔ gateway veth.
+pub const HOST_LINK: &str = "nlgw";
+/// The gateway's named namespace (under /run/netns).
+pub const GATEWAY_NETNS: &str = "nlgw";
+/// The gateway's end of the host ↔ gateway veth.
+pub const GATEWAY_UPLINK: &str = "uplink";
+/// netloom's table for labs, in the host (`ip` and `ip6`) and in the
+/// gateway and bridge namespaces (`inet`).
+pub const LAB_TABLE: &str = "netloom-lab";
+/// Gateway-side link names of the labs' links start with this, then the slot.
+pub const LAB_LINK_PREFIX: &str = "l";
+
+pub fn lab_link(slot: u32) -> String {
+    format!("{LAB_LINK_PREFIX}{slot}")
+}
+
+pub fn gateway_path() -> std::path::PathBuf {
+    netloom_kernel::named_path(GATEWAY_NETNS)
+}
+
+/// `tcp` / `udp` as the kernel numbers them.
+pub fn proto_number(proto: &str) -> u8 {
+    if proto == "udp" {
+        17
+    } else {
+        6
+    }
+}
+
+fn host_ruleset(plan: &LabPlan) -> String {
+    let mut t = String::new();
+    for (family, ip, gw) in [
+        ("ip", "ip", IpAddr::V4(plan.gateway_v4())),
+        ("ip6", "ip6", IpAddr::V6(plan.gateway_v6())),
+    ] {
+        let gw = match gw {
+            IpAddr::V6(a) => format!("[{a}]"),
+            IpAddr::V4(a) => a.to_string(),
+        };
+        let source = match family {
+            "ip" => plan.gateway_v4().to_string(),
+            _ => plan.gateway_v6().to_string(),
+        };
+        t.push_str(&format!(
+            "table {family} {LAB_TABLE} {{
+\tset ports {{ type inet_proto . inet_service; }}
+\tchain prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tfib daddr type local meta l4proto . th dport @ports dnat {ip} to {gw}
+\t}}
+\tchain output {{
+\t\ttype nat hook output priority -100; policy accept;
+\t\tfib daddr type local meta l4proto . th dport @ports dnat {ip} to {gw}
+\t}}
+\tchain postrouting {{
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\t{ip} saddr {source} oifname != \"{HOST_LINK}\" masquerade
+\t\tiifname \"{HOST_LINK}\" oifname \"{HOST_LINK}\" masquerade
+\t}}
+}}
+"
+        ));
+    }
+    t
+}
+
+fn gateway_ruleset() -> String {
+    format!(
+        "table inet {LAB_TABLE} {{
+\tmap ports4 {{ type inet_proto . inet_service : ipv4_addr; }}
+\tmap ports6 {{ type inet_proto . inet_service : ipv6_addr; }}
+\tchain prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tiifname \"{GATEWAY_UPLINK}\" meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
+\t\tiifname \"{GATEWAY_UPLINK}\" meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
+\t}}
+\tchain postrouting {{
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\toifname \"{GATEWAY_UPLINK}\" masquerade
+\t}}
+\tchain forward {{
+\t\ttype filter hook forward priority filter; policy accept;
+\t\tiifname \"{LAB_LINK_PREFIX}*\" oifname \"{LAB_LINK_PREFIX}*\" drop
+\t}}
+}}
+"
+    )
+}
+
+/// Makes the gateway unless it is there: the namespace, the veth, the
+/// addresses and routes, forwarding, and the NAT skeletons.
+pub fn ensure(host: &mut Netlink, plan: &LabPlan) -> Result<Netns, EngineError> {
+    let what = "lab gateway";
+    if let (Ok(gw), Ok(Some(_))) = (Netns::open_named(GATEWAY_NETNS), host.get_link(HOST_LINK)) {
+        return Ok(gw);
+    }
+    // Half a gateway (an interrupted command): start over.
+    remove(host)?;
+    let gw = Netns::create_named(GATEWAY_NETNS)
+        .map_err(kerr(format!("{what}: create netns {GATEWAY_NETNS}")))?;
+    host.create_veth(
+        &LinkSpec::new(HOST_LINK),
+        &LinkSpec::new(GATEWAY_UPLINK).netns(&gw),
+    )
+    .map_err(kerr(format!("{what}: create veth {HOST_LINK}")))?;
+    // No link-local address either: the host shows only the plan's host addresses.
+    Netns::current()
+        .and_then(|h| h.write_sysctl(&format!("net/ipv6/conf/{HOST_LINK}/addr_gen_mode"), "1"))
+        .map_err(kerr(format!("{what}: configure {HOST_LINK}")))?;
+    let index = host
+        .link_index(HOST_LINK)
+        .map_err(kerr(format!("{what}: find {HOST_LINK}")))?;
+    host.set_up(index, true)
+        .map_err(kerr(format!("{what}: bring {HOST_LINK} up")))?;
+    for p in [
+        IpPrefix::new(IpAddr::V4(plan.host_v4()), 30),
+        IpPrefix::new(IpAddr::V6(plan.host_v6()), 64),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        host.add_address(index, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {HOST_LINK}")))?;
+    }
+    Netns::current()
+        .and_then(|h| {
+            h.write_sysctls(&[
+                ("net.ipv4.ip_forward", "1"),
+                ("net.ipv6.conf.all.forwarding", "1"),
+            ])
+        })
+        .map_err(kerr(format!("{what}: enable forwarding in the host")))?;
+    let mut nl = Netlink::open_in(&gw).map_err(kerr(format!("{what}: open netlink")))?;
+    nl.set_up("lo", true)
+        .map_err(kerr(format!("{what}: bring lo up")))?;
+    let up = nl
+        .link_index(GATEWAY_UPLINK)
+        .map_err(kerr(format!("{what}: find {GATEWAY_UPLINK}")))?;
+    nl.set_up(up, true)
+        .map_err(kerr(format!("{what}: bring {GATEWAY_UPLINK} up")))?;
+    for p in [
+        IpPrefix::new(IpAddr::V4(plan.gateway_v4()), 30),
+        IpPrefix::new(IpAddr::V6(plan.gateway_v6()), 64),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        nl.add_address(up, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {GATEWAY_UPLINK}")))?;
+    }
+    for via in [IpAddr::V4(plan.host_v4()), IpAddr::V6(plan.host_v6())] {
+        nl.add_route(&Route::default_via(via))
+            .map_err(kerr(format!("{what}: add default route via {via}")))?;
+    }
+    gw.write_sysctls(&[
+        ("net.ipv4.ip_forward", "1"),
+        ("net.ipv6.conf.all.forwarding", "1"),
+    ])
+    .map_err(kerr(format!("{what}: enable forwarding")))?;
+    apply_ruleset(None, &host_ruleset(plan)).map_err(fw_err(&format!("{what}: host NAT rules")))?;
+    apply_ruleset(Some(&gateway_path()), &gateway_ruleset())
+        .map_err(fw_err(&format!("{what}: NAT rules")))?;
+    Ok(gw)
+}
+
+/// Removes the gateway and the host's lab tables; absent parts are fine.
+pub fn remove(host: &mut Netlink) -> Result<(), EngineError> {
+    match host.delete_link(HOST_LINK) {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(EngineError::kernel(
+                &format!("lab gateway: delete {HOST_LINK}"),
+                e,
+            ))
+        }
+    }
+    match Netns::remove_named(GATEWAY_NETNS) {
+        Ok(()) => {}
+        Err(e) if e.is_not_found() => {}
+        Err(e) => return Err(EngineError::kernel("lab gateway: remove its namespace", e)),
+    }
+    let mut nft = NftSocket::open().map_err(fw_err("lab gateway: open nftables"))?;
+    for family in [Family::Ip, Family::Ip6] {
+        let table = TableRef::new(family, LAB_TABLE);
+        if nft
+            .table_exists(&table)
+            .map_err(fw_err("lab gateway: read nftables"))?
+        {
+            nft.delete_table(&table)
+                .map_err(fw_err("lab gateway: delete the host table"))?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether any part of the gateway exists: (host link, namespace, host tables).
+pub fn present(host: &mut Netlink) -> Result<Vec<String>, EngineError> {
+    let mut parts = Vec::new();
+    if host
+        .get_link(HOST_LINK)
+        .map_err(kerr("lab gateway: read links".into()))?
+        .is_some()
+    {
+        parts.push(format!("link {HOST_LINK}"));
+    }
+    if netloom_kernel::named_path(GATEWAY_NETNS).exists() {
+        parts.push(format!("namespace {GATEWAY_NETNS}"));
+    }
+    let mut nft = NftSocket::open().map_err(fw_err("lab gateway: open nftables"))?;
+    for family in [Family::Ip, Family::Ip6] {
+        let table = TableRef::new(family, LAB_TABLE);
+        if nft
+            .table_exists(&table)
+            .map_err(fw_err("lab gateway: read nftables"))?
+        {
+            parts.push(format!("nftables table {family} {LAB_TABLE}"));
+        }
+    }
+    Ok(parts)
+}
+
+/// A published port as the host and gateway know it.
+pub struct Published {
+    pub proto: u8,
+    pub host_port: u16,
+}
+
+fn key(p: &Published) -> [Value; 2] {
+    [Value::InetProto(p.proto), Value::InetService(p.host_port)]
+}
+
+/// Adds (or with `add == false` removes) a lab's published ports in the
+/// host and the gateway.
+pub fn set_ports(
+    plan: &LabPlan,
+    slot: u32,
+    ports: &[Published],
+    add: bool,
+) -> Result<(), EngineError> {
+    if ports.is_empty() {
+        return Ok(());
+    }
+    let what = "lab gateway: published ports";
+    let mut host = NftSocket::open().map_err(fw_err(what))?;
+    for family in [Family::Ip, Family::Ip6] {
+        let set = SetRef::new(family, LAB_TABLE, "ports");
+        let elements: Vec<Element> = ports.iter().map(|p| Element::concat(key(p))).collect();
+        let r = if add {
+            host.add_elements(&set, &elements)
+        } else {
+            host.destroy_elements(&set, &elements)
+        };
+        r.map_err(fw_err(what))?;
+    }
+    let (v4, v6) = (plan.link_v4(slot).1, plan.link_v6(slot).1);
+    let mut gw = NftSocket::open_in(&gateway_path()).map_err(fw_err(what))?;
+    for (map, data) in [
+        ("ports4", Value::Ipv4Addr(v4)),
+        ("ports6", Value::Ipv6Addr(v6)),
+    ] {
+        let set = SetRef::new(Family::Inet, LAB_TABLE, map);
+        let elements: Vec<Element> = ports
+            .iter()
+            .map(|p| Element::concat(key(p)).with_data([data.clone()]))
+            .collect();
+        let r = if add {
+            gw.add_elements(&set, &elements)
+        } else {
+            gw.destroy_elements(&set, &elements)
+        };
+        r.map_err(fw_err(what))?;
+    }
+    Ok(())
+}
