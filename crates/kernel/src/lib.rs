@@ -41,6 +41,7 @@ pub mod nft;
 mod route;
 mod socket;
 mod sysctl;
+mod tc;
 mod types;
 
 pub use addr::{Address, AddressOptions};
@@ -52,4 +53,5 @@ pub use neigh::Neighbour;
 pub use netns::{named_path, Netns, NETNS_RUN_DIR};
 pub use route::{Route, MAIN_TABLE};
 pub use socket::Netlink;
+pub use tc::{Qdisc, Tbf};
 pub use types::{Family, IpPrefix, LinkRef, MacAddr, ParseError, Scope, MAX_IFNAME_LEN};
