@@ -22,6 +22,9 @@ pub struct ConnectOptions {
     pub ifname: Option<String>,
     pub aliases: Vec<String>,
     pub ports: Vec<PortMapping>,
+    /// The container runtime's id of the container (CNI), kept in the
+    /// endpoint record.
+    pub container_id: Option<String>,
 }
 
 /// A locally administered unicast MAC derived from the endpoint id.
@@ -99,6 +102,7 @@ impl Engine {
             aliases: opts.aliases.clone(),
             ports: opts.ports.clone(),
             state: EndpointState::Creating,
+            container_id: opts.container_id.clone(),
             leases: Vec::new(),
         };
         ep.host_ifname = driver.host_ifname(&net, &ep);
@@ -189,6 +193,13 @@ impl Engine {
             self.remove_endpoint(&net, ep)?;
         }
         Ok(eps)
+    }
+
+    /// Takes one endpoint (as read from the store) down and forgets it,
+    /// whether or not its sandbox still exists. Safe to repeat.
+    pub fn disconnect_endpoint(&mut self, ep: &Endpoint) -> Result<(), EngineError> {
+        let net = self.store.network(&ep.network)?;
+        self.remove_endpoint(&net, ep)
     }
 
     /// Takes one endpoint down and forgets it. Safe to repeat.

@@ -248,6 +248,11 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortMapping>,
     pub state: EndpointState,
+    /// The container runtime's id of the container (CNI `CNI_CONTAINERID`),
+    /// when a runtime made the endpoint; lets it be found again after the
+    /// sandbox is gone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_id: Option<String>,
     /// The endpoint's addresses; filled in from the allocations when read
     /// back, never stored in the record itself.
     #[serde(skip_deserializing)]

@@ -97,6 +97,7 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions, EngineError> {
         ifname: args.ifname.clone(),
         aliases: args.alias.clone(),
         ports,
+        container_id: None,
     })
 }
 

@@ -52,18 +52,37 @@ pub fn mtu(network: &Network) -> Result<Option<u32>, EngineError> {
     }
 }
 
-/// Whether the network is isolated from other netloom networks (default yes).
-pub fn isolated(network: &Network) -> Result<bool, EngineError> {
-    match network.options.get("isolate").map(String::as_str) {
-        None | Some("true") => Ok(true),
+/// A true/false option of the network, `default` when unset.
+fn bool_option(network: &Network, key: &str, default: bool) -> Result<bool, EngineError> {
+    match network.options.get(key).map(String::as_str) {
+        None => Ok(default),
+        Some("true") => Ok(true),
         Some("false") => Ok(false),
         Some(v) => Err(ModelError::Invalid {
             object: format!("network {:?}", network.name),
-            why: format!("isolate={v:?} is not true or false"),
-            fix: "give -o isolate=true or -o isolate=false".into(),
+            why: format!("{key}={v:?} is not true or false"),
+            fix: format!("give -o {key}=true or -o {key}=false"),
         }
         .into()),
     }
+}
+
+/// Whether the network is isolated from other netloom networks (default yes).
+pub fn isolated(network: &Network) -> Result<bool, EngineError> {
+    bool_option(network, "isolate", true)
+}
+
+/// Whether traffic from the network leaving the host is masqueraded
+/// (default yes; `-o masquerade=false` makes a routed network).
+pub fn masqueraded(network: &Network) -> Result<bool, EngineError> {
+    bool_option(network, "masquerade", true)
+}
+
+/// Whether the bridge holds the gateway addresses and sandboxes get a
+/// default route through them (default yes; `-o gateway=false` leaves the
+/// bridge unaddressed, a plain layer-2 segment).
+pub fn bridge_is_gateway(network: &Network) -> Result<bool, EngineError> {
+    bool_option(network, "gateway", true)
 }
 
 /// The network's firewall description.
@@ -71,6 +90,7 @@ pub fn network_firewall(network: &Network) -> Result<NetworkFirewall, EngineErro
     let mut fw = NetworkFirewall::new(&network.id[..8], bridge_name(network), network.cidrs());
     fw.internal = network.internal;
     fw.isolate = isolated(network)?;
+    fw.masquerade = masqueraded(network)?;
     Ok(fw)
 }
 
@@ -133,7 +153,7 @@ fn configure_inside(
     }
     nl.set_up(idx, true)
         .map_err(err(&format!("bring {} up", endpoint.ifname)))?;
-    if network.internal {
+    if network.internal || !bridge_is_gateway(network)? {
         return Ok(());
     }
     for gw in endpoint.leases.iter().filter_map(|l| l.gateway) {
@@ -154,7 +174,11 @@ impl Driver for BridgeDriver {
     }
 
     fn validate(&self, network: &Network) -> Result<(), EngineError> {
-        check_options("bridge", network, &["mtu", "isolate"])?;
+        check_options(
+            "bridge",
+            network,
+            &["mtu", "isolate", "masquerade", "gateway"],
+        )?;
         if network.mode == Mode::Pooled {
             return Err(ModelError::Invalid {
                 object: format!("network {:?}", network.name),
@@ -165,6 +189,8 @@ impl Driver for BridgeDriver {
         }
         mtu(network)?;
         isolated(network)?;
+        masqueraded(network)?;
+        bridge_is_gateway(network)?;
         Ok(())
     }
 
@@ -185,7 +211,12 @@ impl Driver for BridgeDriver {
         let index = host
             .link_index(&br)
             .map_err(kerr(format!("{what}: find bridge {br}")))?;
-        for p in gateway_prefixes(network) {
+        let gateways = if bridge_is_gateway(network)? {
+            gateway_prefixes(network)
+        } else {
+            Vec::new()
+        };
+        for p in gateways {
             host.add_address(index, p, AddressOptions::nodad())
                 .map_err(kerr(format!(
                     "{what}: add gateway {}/{} to {br}",

@@ -230,6 +230,7 @@ mod tests {
             aliases: vec![],
             ports: vec![],
             state: netloom_model::EndpointState::Creating,
+            container_id: None,
             leases: vec![],
         };
         // No kernel access happens in create_endpoint.

@@ -496,6 +496,7 @@ mod tests {
                 aliases: vec![],
                 ports: vec![],
                 state: netloom_model::EndpointState::Ready,
+                container_id: None,
                 leases: vec![],
             },
         );

@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# CNI ADD/DEL benchmark: netloom as the main CNI plugin beside the reference
+# bridge + host-local (+ portmap) chain from containernetworking-plugins, both
+# called exactly as a container runtime calls them (CNI_* environment, config
+# on stdin, result on stdout), sequentially, in the same run, in throwaway
+# hosts. Not part of the test suite.
+#
+#   bash bench/cni.sh [-n N] [--json FILE] [--warmup W] [--scenario S] [--no-install]
+#
+#   -n N / env N        ADD+DEL pairs per tool and scenario (default 200)
+#   --warmup W          untimed rounds first (default 5)
+#   --scenario S        publish (one published port, the headline), plain, or
+#                       both (default both)
+#   --json FILE         also write the JSON object to FILE
+#   --no-install        do not apt-get install missing peers
+#   NETLOOM_BIN=PATH    use this netloom binary instead of building one
+#   KEEP=1              keep the per-scenario result files (path printed)
+#
+# Each scenario runs in its own throwaway host: this script re-execs itself
+# under `unshare --net --mount --propagation private` with a fresh tmpfs on
+# /run; the machine's own network, firewall and /run/netns are never touched.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+
+# ------------------------------------------------------------ inside a throwaway host
+if [ "${1:-}" = "--host" ]; then
+    scenario=$2 out=$3
+    # Private mount namespace (propagation private): these mounts never reach the machine.
+    mount -t tmpfs -o mode=0755 netloom-bench /run
+    for d in /var/lib/cni /var/lib/netloom; do
+        if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 netloom-bench "$d"; fi
+    done
+    ip link set lo up
+    # (mount(8) keeps its own notes in /run/mount; nothing else may be there)
+    links=$(ip -o link | wc -l)
+    me=$(readlink /proc/self/ns/net)
+    if [ "$links" != 1 ] || [ "$me" = "$BENCH_OUTER_NETNS" ] || [ -n "$(ls -A /run | grep -vx mount)" ] ||
+        [ -n "$(nft list ruleset 2>/dev/null)" ]; then
+        echo "refusing to run: not a fresh throwaway host (links=$links, netns=$me, outer=$BENCH_OUTER_NETNS)" >&2
+        exit 3
+    fi
+    exec "$BENCH_PY" "$HERE/cni/bench.py" worker "$scenario" "$out"
+fi
+
+# ------------------------------------------------------------ on the machine
+N=${N:-200} WARMUP=${WARMUP:-5} JSON= INSTALL=1 SCENARIO=both
+while [ $# -gt 0 ]; do
+    case $1 in
+        -n | --n) N=$2; shift 2 ;;
+        --warmup) WARMUP=$2; shift 2 ;;
+        --scenario) SCENARIO=$2; shift 2 ;;
+        --json) JSON=$2; shift 2 ;;
+        --no-install) INSTALL=; shift ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+case $SCENARIO in publish | plain | both) ;; *) echo "--scenario must be publish, plain or both" >&2; exit 2 ;; esac
+if [ "$(id -u)" != 0 ]; then echo "run as root (it makes throwaway network namespaces)" >&2; exit 2; fi
+case $JSON in "" | /*) ;; *) JSON=$PWD/$JSON ;; esac
+
+tools="unshare ip nft iptables python3 timeout"
+missing=
+for cmd in $tools; do command -v "$cmd" >/dev/null || missing=1; done
+if [ -n "$missing" ] && [ -n "$INSTALL" ]; then
+    echo "installing the benchmark's tools (util-linux iproute2 nftables iptables python3) ..." >&2
+    { apt-get update -qq && apt-get install -y -qq util-linux iproute2 nftables iptables python3; } >/dev/null 2>&1 || true
+fi
+for cmd in $tools; do
+    command -v "$cmd" >/dev/null || { echo "missing $cmd (apt-get install util-linux iproute2 nftables iptables python3)" >&2; exit 2; }
+done
+BENCH_PY=$(python3 -c 'import sys; print(sys.executable)')
+
+CNI= CNI_WHY=
+have_cni() { for p in bridge host-local portmap; do [ -x "/usr/lib/cni/$p" ] || return 1; done; }
+if [ -n "$INSTALL" ] && ! have_cni; then
+    echo "installing the reference plugins (containernetworking-plugins) ..." >&2
+    if ! log=$( (apt-get install -y -qq containernetworking-plugins ||
+        { apt-get update -qq && apt-get install -y -qq containernetworking-plugins; }) 2>&1); then
+        echo "could not install containernetworking-plugins; going on without the reference chain:" >&2
+        echo "$log" | tail -5 >&2
+        CNI_WHY="apt-get install containernetworking-plugins failed: $(echo "$log" | grep -m1 -E '^E:' || echo "$log" | tail -1)"
+    fi
+fi
+if have_cni; then CNI=/usr/lib/cni; else CNI_WHY=${CNI_WHY:-"/usr/lib/cni/{bridge,host-local,portmap} are missing (apt-get install containernetworking-plugins)"}; fi
+
+if [ -n "${NETLOOM_BIN:-}" ]; then
+    NL=$NETLOOM_BIN
+else
+    echo "building netloom (release) ..." >&2
+    (cd "$ROOT" && cargo build --release -q -p netloom)
+    NL=${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom
+    case $NL in /*) ;; *) NL=$ROOT/$NL ;; esac
+fi
+case $NL in /*) ;; *) NL=$PWD/$NL ;; esac
+[ -x "$NL" ] || { echo "no netloom binary at $NL" >&2; exit 2; }
+
+OUT=$(mktemp -d /tmp/netloom-bench-cni.XXXXXX)
+if [ -z "${KEEP:-}" ]; then trap 'rm -rf "$OUT"' EXIT; else echo "keeping $OUT" >&2; fi
+
+ver() { "$@" 2>/dev/null | head -1 || true; }
+BENCH_CFG=$("$BENCH_PY" - "$N" "$WARMUP" "$NL" "$CNI" "$CNI_WHY" <<'EOF'
+import json, sys
+n, warm, nl, cni, cni_why = sys.argv[1:]
+print(json.dumps({"n": int(n), "warmup": int(warm), "netloom": nl, "cni": cni or None, "cni_why": cni_why}))
+EOF
+)
+export BENCH_CFG BENCH_PY BENCH_OUTER_NETNS
+BENCH_OUTER_NETNS=$(readlink /proc/self/ns/net)
+
+"$BENCH_PY" - "$OUT/meta.json" "$NL" "$(ver "$NL" --version)" \
+    "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || true)" "$CNI" \
+    "$(dpkg-query -W -f '${Version}' containernetworking-plugins 2>/dev/null || true)" "$CNI_WHY" \
+    "$N" "$WARMUP" <<'EOF'
+import json, os, platform, sys
+out, nl, nlver, commit, cni, cnipkg, cniwhy, n, warm = sys.argv[1:]
+json.dump({"n": int(n), "warmup": int(warm), "cpus": os.cpu_count(), "kernel": platform.release(),
+           "netloom": {"path": nl, "version": nlver, "commit": commit},
+           "cni": {"path": cni or None, "package": cnipkg or None, "why_missing": cniwhy or None}},
+          open(out, "w"), indent=1)
+EOF
+
+run_host() { # scenario limit_seconds
+    echo "== $1 (limit $2 s)" >&2
+    if ! timeout --kill-after=15 "$2" unshare --net --mount --propagation private -- \
+        bash "$0" --host "$1" "$OUT/$1.json"; then
+        echo "scenario $1 ended with an error (see above); going on" >&2
+    fi
+    sleep 2 # let the kernel tear the previous host's namespaces down
+}
+start=$(date +%s)
+case $SCENARIO in
+    both) run_host publish 600; run_host plain 600 ;;
+    *) run_host "$SCENARIO" 600 ;;
+esac
+echo "total $(($(date +%s) - start)) s" >&2
+
+"$BENCH_PY" "$HERE/cni/bench.py" report "$OUT" ${JSON:+"$JSON"}
