@@ -316,3 +316,45 @@ fn disconnect_and_rm_remove_the_rules() {
     assert!(!ruleset().contains(&format!("netloom-{id8}")));
     w.assert_clean();
 }
+
+#[test]
+fn mac_check_false_lets_the_mac_change_but_still_checks_addresses() {
+    let Some(w) = World::new() else { return };
+    w.ok(&[
+        "network",
+        "create",
+        "loose",
+        "--subnet",
+        "10.87.0.0/24",
+        "-o",
+        "mac_check=false",
+    ]);
+    w.ok(&["sandbox", "create", "a"]);
+    w.ok(&["sandbox", "create", "b"]);
+    w.ok(&["connect", "loose", "a"]);
+    w.ok(&["connect", "loose", "b", "--ip", "10.87.0.50"]);
+    assert!(w.ping("a", "10.87.0.50"));
+    w.sh_ok("ip -n a link set eth0 address 02:66:66:66:66:66");
+    assert!(w.ping("a", "10.87.0.50"), "a new MAC is allowed here");
+    w.sh_ok("ip -n a addr add 10.87.0.99/24 dev eth0");
+    assert!(
+        !w.netloom(&[
+            "exec",
+            "a",
+            "--",
+            "ping",
+            "-c1",
+            "-W1",
+            "-q",
+            "-I",
+            "10.87.0.99",
+            "10.87.0.50"
+        ])
+        .status
+        .success(),
+        "a forged source address is still dropped"
+    );
+    assert_eq!(w.ok(&["check"]).trim(), "clean");
+    w.ok(&["network", "rm", "loose", "--force"]);
+    w.assert_clean();
+}

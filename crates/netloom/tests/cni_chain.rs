@@ -350,7 +350,9 @@ fn netloom_portmap_tuning(octet: u8, host_port: u16, tuning: Value, mac: Option<
         dir: &dir,
         name: "chained",
         plugins: vec![
-            json!({"type": "netloom", "driver": "bridge",
+            // A MAC set later by tuning needs netloom's MAC check off;
+            // source addresses stay checked.
+            json!({"type": "netloom", "driver": "bridge", "macspoofchk": mac.is_none(),
                    "subnets": [format!("10.{octet}.0.0/24")], "stateDir": STATE}),
             json!({"type": "portmap", "capabilities": {"portMappings": true}, "snat": true}),
             tuning_conf,

@@ -85,6 +85,13 @@ pub fn bridge_is_gateway(network: &Network) -> Result<bool, EngineError> {
     bool_option(network, "gateway", true)
 }
 
+/// Whether a sandbox may send only from the MAC netloom gave it (default
+/// yes; `-o mac_check=false` lets something else, such as the CNI `tuning`
+/// plugin, change the MAC later; source addresses stay checked).
+pub fn mac_checked(network: &Network) -> Result<bool, EngineError> {
+    bool_option(network, "mac_check", true)
+}
+
 /// The network's firewall description.
 pub fn network_firewall(network: &Network) -> Result<NetworkFirewall, EngineError> {
     let mut fw = NetworkFirewall::new(&network.id[..8], bridge_name(network), network.cidrs());
@@ -96,12 +103,14 @@ pub fn network_firewall(network: &Network) -> Result<NetworkFirewall, EngineErro
 
 /// An endpoint's firewall facts; its published ports only when `ports`.
 pub fn endpoint_firewall(
+    network: &Network,
     endpoint: &Endpoint,
     ports: bool,
 ) -> Result<EndpointFirewall, EngineError> {
     let mut fw = EndpointFirewall {
         veth: veth_name(endpoint),
         mac: MacAddr(parse_mac(&endpoint.mac)?),
+        check_mac: mac_checked(network)?,
         ipv4: None,
         ipv6: None,
         ports: if ports {
@@ -177,7 +186,7 @@ impl Driver for BridgeDriver {
         check_options(
             "bridge",
             network,
-            &["mtu", "isolate", "masquerade", "gateway"],
+            &["mtu", "isolate", "masquerade", "gateway", "mac_check"],
         )?;
         if network.mode == Mode::Pooled {
             return Err(ModelError::Invalid {
@@ -190,6 +199,7 @@ impl Driver for BridgeDriver {
         mtu(network)?;
         isolated(network)?;
         masqueraded(network)?;
+        mac_checked(network)?;
         bridge_is_gateway(network)?;
         Ok(())
     }
@@ -285,7 +295,7 @@ impl Driver for BridgeDriver {
             configure_inside(kernel, network, endpoint, sandbox, &what)?;
             kernel.firewall()?.add_endpoint(
                 &network_firewall(network)?,
-                &endpoint_firewall(endpoint, false)?,
+                &endpoint_firewall(network, endpoint, false)?,
             )?;
             let host = kernel.host()?;
             host.set_master(veth.as_str(), Some(master))
@@ -313,7 +323,7 @@ impl Driver for BridgeDriver {
         delete_link_if_present(kernel, &veth_name(endpoint), &what)?;
         kernel.firewall()?.remove_endpoint(
             &network_firewall(network)?,
-            &endpoint_firewall(endpoint, true)?,
+            &endpoint_firewall(network, endpoint, true)?,
         )?;
         Ok(())
     }
@@ -349,7 +359,7 @@ impl Driver for BridgeDriver {
         }
         kernel.firewall()?.add_endpoint(
             &network_firewall(network)?,
-            &endpoint_firewall(endpoint, true)?,
+            &endpoint_firewall(network, endpoint, true)?,
         )?;
         Ok(())
     }
@@ -367,7 +377,7 @@ impl Driver for BridgeDriver {
         // (one transaction); `leave` follows and finds them gone.
         kernel.firewall()?.remove_endpoint(
             &network_firewall(network)?,
-            &endpoint_firewall(endpoint, true)?,
+            &endpoint_firewall(network, endpoint, true)?,
         )?;
         Ok(())
     }
@@ -380,7 +390,7 @@ impl Driver for BridgeDriver {
     ) -> Result<Vec<String>, EngineError> {
         let missing = kernel.firewall()?.missing_elements(
             &network_firewall(network)?,
-            &endpoint_firewall(endpoint, true)?,
+            &endpoint_firewall(network, endpoint, true)?,
         )?;
         Ok(missing
             .iter()

@@ -5,7 +5,9 @@ use std::net::IpAddr;
 
 use netloom_kernel::nft::{Batch, Element, Family, SetRef, Value};
 
-use super::guard::{GUARD_ADDRS4, GUARD_ADDRS6, GUARD_MACS, GUARD_TABLE, GUARD_TARGETS6};
+use super::guard::{
+    GUARD_ADDRS4, GUARD_ADDRS6, GUARD_ANYMAC, GUARD_MACS, GUARD_TABLE, GUARD_TARGETS6,
+};
 use super::{EndpointFirewall, FirewallError, NetworkFirewall, PortMapping};
 
 /// Map `inet_proto . inet_service : ipv4_addr . inet_service`: ports
@@ -45,10 +47,14 @@ impl EndpointFirewall {
     ) -> Result<Vec<(SetRef, Element)>, FirewallError> {
         let guard = |name: &str| SetRef::new(Family::Bridge, GUARD_TABLE, name);
         let port = || Value::Ifname(self.veth.clone());
-        let mut out = vec![(
-            guard(GUARD_MACS),
-            Element::concat([port(), Value::EtherAddr(self.mac.octets())]),
-        )];
+        let mut out = vec![if self.check_mac {
+            (
+                guard(GUARD_MACS),
+                Element::concat([port(), Value::EtherAddr(self.mac.octets())]),
+            )
+        } else {
+            (guard(GUARD_ANYMAC), Element::concat([port()]))
+        }];
         if let Some(ip) = self.ipv4 {
             out.push((guard(GUARD_ADDRS4), Element::concat([port(), ip.into()])));
         }

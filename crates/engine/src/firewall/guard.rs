@@ -24,6 +24,7 @@ pub const GUARD_ADDRS6: &str = "addrs6";
 /// Set of `iifname . @th,64,128`: each port's IPv6 address as the target of
 /// a neighbour advertisement (same bytes as [`GUARD_ADDRS6`]).
 pub const GUARD_TARGETS6: &str = "targets6";
+pub const GUARD_ANYMAC: &str = "anymac";
 
 /// The guard table, `bridge netloom-guard`.
 pub fn guard_table() -> TableRef {
@@ -32,9 +33,15 @@ pub fn guard_table() -> TableRef {
 
 /// The guard's sets, in the order [`GUARD_MACS`], [`GUARD_ADDRS4`],
 /// [`GUARD_ADDRS6`], [`GUARD_TARGETS6`].
-pub fn guard_sets() -> [SetRef; 4] {
-    [GUARD_MACS, GUARD_ADDRS4, GUARD_ADDRS6, GUARD_TARGETS6]
-        .map(|name| SetRef::new(Family::Bridge, GUARD_TABLE, name))
+pub fn guard_sets() -> [SetRef; 5] {
+    [
+        GUARD_MACS,
+        GUARD_ADDRS4,
+        GUARD_ADDRS6,
+        GUARD_TARGETS6,
+        GUARD_ANYMAC,
+    ]
+    .map(|name| SetRef::new(Family::Bridge, GUARD_TABLE, name))
 }
 
 /// The guard's nft text. Like a network skeleton, re-applying it replaces
@@ -56,11 +63,13 @@ table bridge {t} {{
 \tset {GUARD_ADDRS6} {{ type ifname . ipv6_addr; }}
 \t# The port's IPv6 addresses again, as neighbour advertisement targets.
 \tset {GUARD_TARGETS6} {{ typeof iifname . @th,64,128; }}
+\t# Ports of networks made with mac_check=false: any MAC, own addresses.
+\tset {GUARD_ANYMAC} {{ type ifname; }}
 
 \tchain prerouting {{
 \t\ttype filter hook prerouting priority filter; policy accept;
 \t\tiifname != \"{ports}\" accept
-\t\tiifname . ether saddr != @{GUARD_MACS} drop
+\t\tiifname . ether saddr != @{GUARD_MACS} iifname != @{GUARD_ANYMAC} drop
 \t\tether type arp jump arp_from_port
 \t\tether type ip jump ipv4_from_port
 \t\tether type ip6 jump ipv6_from_port
@@ -73,7 +82,7 @@ table bridge {t} {{
 \t\tarp hlen != 6 drop
 \t\tarp ptype != ip drop
 \t\tarp plen != 4 drop
-\t\tiifname . arp saddr ether != @{GUARD_MACS} drop
+\t\tiifname . arp saddr ether != @{GUARD_MACS} iifname != @{GUARD_ANYMAC} drop
 \t\t# An RFC 5227 probe: \"who has this address?\" before using it.
 \t\tarp saddr ip 0.0.0.0 accept
 \t\tiifname . arp saddr ip @{GUARD_ADDRS4} accept
@@ -122,8 +131,11 @@ mod tests {
             pos("add table bridge netloom-guard") + 1,
             pos("flush table bridge netloom-guard")
         );
-        assert!(pos("iifname != \"nlv-*\" accept") < pos("iifname . ether saddr != @macs drop"));
-        pos("iifname . arp saddr ether != @macs drop");
+        assert!(
+            pos("iifname != \"nlv-*\" accept")
+                < pos("iifname . ether saddr != @macs iifname != @anymac drop")
+        );
+        pos("iifname . arp saddr ether != @macs iifname != @anymac drop");
         pos("iifname . ip saddr @addrs4 accept");
         pos("ip6 saddr fe80::/10 accept");
         assert!(

@@ -205,6 +205,9 @@ pub struct EndpointFirewall {
     pub veth: String,
     /// The MAC of the sandbox side (`eth0`), the only source it may use.
     pub mac: MacAddr,
+    /// Whether frames must carry [`EndpointFirewall::mac`]; when false the
+    /// port is in the guard's `anymac` set and only its addresses count.
+    pub check_mac: bool,
     /// Its IPv4 address, inside one of the network's IPv4 subnets.
     pub ipv4: Option<Ipv4Addr>,
     /// Its IPv6 address, inside one of the network's IPv6 subnets.
@@ -348,6 +351,7 @@ pub(crate) mod test_data {
         EndpointFirewall {
             veth: "nlv-0a0b0c0d".into(),
             mac: "02:42:0a:58:00:02".parse().unwrap(),
+            check_mac: true,
             ipv4: Some("10.88.0.2".parse().unwrap()),
             ipv6: Some("fd00:88::2".parse().unwrap()),
             ports: vec![

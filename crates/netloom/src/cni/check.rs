@@ -62,7 +62,10 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
         .map_err(|e| kerr("read the interface", e))?
         .ok_or_else(|| drift(format!("{what}: the interface is missing")))?;
     let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
-    if !mac.eq_ignore_ascii_case(&ep.mac) {
+    // With mac_check=false a later plugin (tuning) may set the MAC; then
+    // prevResult, checked below, is the only authority on it.
+    let mac_checked = net.options.get("mac_check").is_none_or(|v| v != "false");
+    if mac_checked && !mac.eq_ignore_ascii_case(&ep.mac) {
         return Err(drift(format!(
             "{what}: MAC is {mac}, but netloom made it with {}",
             ep.mac

@@ -512,6 +512,7 @@ impl NetConf {
                 ("isolate", "isolate"),
                 ("ipMasq", "masquerade"),
                 ("isGateway", "gateway"),
+                ("macspoofchk", "mac_check"),
             ] {
                 if let Some(b) = get_bool(&self.raw, key)? {
                     if !bridge {
