@@ -239,6 +239,7 @@ impl Lab {
             ep: EndpointFirewall {
                 veth,
                 mac,
+                check_mac: true,
                 ipv4: Some(ip4),
                 ipv6: Some(ip6),
                 ports: Vec::new(),
