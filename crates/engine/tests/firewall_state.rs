@@ -258,6 +258,7 @@ fn endpoints_without_a_table_are_refused_with_a_fix() {
     let ep = EndpointFirewall {
         veth: "nlv-aa020000".into(),
         mac: MacAddr([2, 0, 0, 0, 0xaa, 2]),
+        check_mac: true,
         ipv4: Some("10.170.0.2".parse().unwrap()),
         ipv6: None,
         ports: vec![],
@@ -290,6 +291,7 @@ fn many_endpoints_come_and_go_at_a_flat_cost() {
             EndpointFirewall {
                 veth: format!("nlv-{i:08x}"),
                 mac: MacAddr([2, 0, 0, 0xbb, hi, lo]),
+                check_mac: true,
                 ipv4: Some(std::net::Ipv4Addr::new(10, 187, hi, lo)),
                 ipv6: Some(std::net::Ipv6Addr::new(0xfd00, 0xbb, 0, 0, 0, 0, 0, i + 2)),
                 ports: vec![publish(None, 10000 + i, 80, Proto::Tcp)],
