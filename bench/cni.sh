@@ -23,24 +23,13 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 
 # ------------------------------------------------------------ inside a throwaway host
 if [ "${1:-}" = "--host" ]; then
     scenario=$2 out=$3
-    # Private mount namespace (propagation private): these mounts never reach the machine.
-    mount -t tmpfs -o mode=0755 netloom-bench /run
-    for d in /var/lib/cni /var/lib/netloom; do
-        if [ -d "$d" ]; then mount -t tmpfs -o mode=0755 netloom-bench "$d"; fi
-    done
-    ip link set lo up
-    # (mount(8) keeps its own notes in /run/mount; nothing else may be there)
-    links=$(ip -o link | wc -l)
-    me=$(readlink /proc/self/ns/net)
-    if [ "$links" != 1 ] || [ "$me" = "$BENCH_OUTER_NETNS" ] || [ -n "$(ls -A /run | grep -vx mount)" ] ||
-        [ -n "$(nft list ruleset 2>/dev/null)" ]; then
-        echo "refusing to run: not a fresh throwaway host (links=$links, netns=$me, outer=$BENCH_OUTER_NETNS)" >&2
-        exit 3
-    fi
+    bench_host_setup /var/lib/cni /var/lib/netloom
     exec "$BENCH_PY" "$HERE/cni/bench.py" worker "$scenario" "$out"
 fi
 
@@ -61,16 +50,7 @@ case $SCENARIO in publish | plain | both) ;; *) echo "--scenario must be publish
 if [ "$(id -u)" != 0 ]; then echo "run as root (it makes throwaway network namespaces)" >&2; exit 2; fi
 case $JSON in "" | /*) ;; *) JSON=$PWD/$JSON ;; esac
 
-tools="unshare ip nft iptables python3 timeout"
-missing=
-for cmd in $tools; do command -v "$cmd" >/dev/null || missing=1; done
-if [ -n "$missing" ] && [ -n "$INSTALL" ]; then
-    echo "installing the benchmark's tools (util-linux iproute2 nftables iptables python3) ..." >&2
-    { apt-get update -qq && apt-get install -y -qq util-linux iproute2 nftables iptables python3; } >/dev/null 2>&1 || true
-fi
-for cmd in $tools; do
-    command -v "$cmd" >/dev/null || { echo "missing $cmd (apt-get install util-linux iproute2 nftables iptables python3)" >&2; exit 2; }
-done
+bench_need_tools "util-linux iproute2 nftables iptables python3" unshare ip nft iptables python3 timeout
 BENCH_PY=$(python3 -c 'import sys; print(sys.executable)')
 
 CNI= CNI_WHY=
@@ -86,21 +66,11 @@ if [ -n "$INSTALL" ] && ! have_cni; then
 fi
 if have_cni; then CNI=/usr/lib/cni; else CNI_WHY=${CNI_WHY:-"/usr/lib/cni/{bridge,host-local,portmap} are missing (apt-get install containernetworking-plugins)"}; fi
 
-if [ -n "${NETLOOM_BIN:-}" ]; then
-    NL=$NETLOOM_BIN
-else
-    echo "building netloom (release) ..." >&2
-    (cd "$ROOT" && cargo build --release -q -p netloom)
-    NL=${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom
-    case $NL in /*) ;; *) NL=$ROOT/$NL ;; esac
-fi
-case $NL in /*) ;; *) NL=$PWD/$NL ;; esac
-[ -x "$NL" ] || { echo "no netloom binary at $NL" >&2; exit 2; }
+bench_netloom_bin
 
 OUT=$(mktemp -d /tmp/netloom-bench-cni.XXXXXX)
 if [ -z "${KEEP:-}" ]; then trap 'rm -rf "$OUT"' EXIT; else echo "keeping $OUT" >&2; fi
 
-ver() { "$@" 2>/dev/null | head -1 || true; }
 BENCH_CFG=$("$BENCH_PY" - "$N" "$WARMUP" "$NL" "$CNI" "$CNI_WHY" <<'EOF'
 import json, sys
 n, warm, nl, cni, cni_why = sys.argv[1:]

@@ -19,107 +19,28 @@ import ipaddress
 import json
 import os
 import random
-import select
 import signal
 import statistics
 import subprocess
 import sys
 import time
 
-RUN = "/run"                 # a tmpfs private to the throwaway host
-SCRATCH = f"{RUN}/bench"     # stdin/stdout files of the timed processes
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
+from bench_common import (  # noqa: E402
+    RUN, SCRATCH, CallFailed, Stopped, host_facts, ms, netns_batch, on_term, sh, stats, timed, write,
+)
+
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "/sbin/ip"
 CONTROL_EVERY = 2            # scale run: a control connect every this many endpoints
-CALL_TIMEOUT = 30.0          # seconds; a call that takes longer is a failure
-
-
-class CallFailed(Exception):
-    pass
-
-
-class Stopped(Exception):
-    pass
-
-
-def _on_term(signum, frame):
-    raise Stopped(f"signal {signum} (time limit of the scenario reached)")
 
 
 # ---------------------------------------------------------------- processes
-
-def timed(argv, stdin=None, stdout=None, env=None, timeout=CALL_TIMEOUT):
-    """Run one process; return (elapsed_ns, exit_status, stderr_text).
-
-    The clock starts just before posix_spawn and stops when waitpid returns.
-    stdin/stdout are paths (files in the private tmpfs) opened by the spawn
-    itself, so nothing else happens inside the timed window."""
-    err = f"{SCRATCH}/stderr"
-    fa = [
-        (os.POSIX_SPAWN_OPEN, 0, stdin or "/dev/null", os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_OPEN, 1, stdout or "/dev/null", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-        (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
-    ]
-    env = os.environ if env is None else env
-    t0 = time.perf_counter_ns()
-    pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
-    pfd = os.pidfd_open(pid)
-    try:
-        p = select.poll()
-        p.register(pfd, select.POLLIN)
-        if not p.poll(int(timeout * 1000)):
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise CallFailed(f"{' '.join(argv)}: no answer after {timeout:.0f} s (killed)")
-        _, status = os.waitpid(pid, 0)
-        t1 = time.perf_counter_ns()
-    finally:
-        os.close(pfd)
-    code = os.waitstatus_to_exitcode(status)
-    text = ""
-    if code != 0:
-        with open(err, errors="replace") as f:
-            text = f.read()[-2000:]
-    return t1 - t0, code, text
-
 
 def must(argv, stdin=None, stdout=None, env=None):
     ns, code, err = timed(argv, stdin, stdout, env)
     if code != 0:
         raise CallFailed(f"{' '.join(argv)}: exit {code}: {err.strip()}")
     return ns
-
-
-def sh(argv, check=True, input=None):
-    """Untimed helper command; returns stdout."""
-    r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
-    if check and r.returncode != 0:
-        raise CallFailed(f"{' '.join(argv)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-1500:]}")
-    return r.stdout
-
-
-def write(path, data):
-    with open(path, "w") as f:
-        f.write(data if isinstance(data, str) else json.dumps(data))
-    return path
-
-
-def netns_batch(verb, names):
-    """Create or delete many named network namespaces with one `ip -batch` (untimed)."""
-    for i in range(0, len(names), 500):
-        sh(["ip", "-batch", "-"], input="".join(f"netns {verb} {n}\n" for n in names[i:i + 500]))
-
-
-def ms(ns):
-    return ns / 1e6
-
-
-def stats(samples_ms):
-    if not samples_ms:
-        return None
-    s = sorted(samples_ms)
-    p90 = s[max(0, -(-len(s) * 90 // 100) - 1)]   # nearest rank
-    return {"n": len(s), "median_ms": round(statistics.median(s), 3), "p90_ms": round(p90, 3),
-            "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3)}
 
 
 def verify_sandbox(sb, subnet, gateway):
@@ -444,12 +365,6 @@ def spawn_floor(n):
     return stats([ms(must([true])) for _ in range(n)])
 
 
-def host_facts():
-    return {"netns_links": sh(["ip", "-o", "link"]).count("\n"),
-            "netns_inode": os.readlink("/proc/self/ns/net"),
-            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
-
-
 def probe_netloom_publish(nl_bin, tool):
     """Does netloom realise --publish yet? One untimed connect with a published
     port, then the ruleset is read back. Returns (ok, evidence)."""
@@ -663,8 +578,8 @@ def scenario_scale(cfg, out, tool):
 
 
 def worker(scenario, out):
-    signal.signal(signal.SIGTERM, _on_term)
-    signal.signal(signal.SIGINT, _on_term)
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     os.makedirs(SCRATCH, exist_ok=True)
     cfg = json.loads(os.environ["BENCH_CFG"])
     print(f"scenario {scenario} in throwaway host {os.readlink('/proc/self/ns/net')}", file=sys.stderr)

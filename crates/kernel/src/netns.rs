@@ -109,39 +109,7 @@ impl Netns {
     /// it. Fails with `EEXIST` if the name is taken.
     pub fn create_named(name: &str) -> Result<Netns> {
         let action = || format!("create netns {name:?}");
-        check_netns_name(name).map_err(|why| Error::invalid(action(), why))?;
-        make_run_dir_shared()
-            .map_err(|e| Error::new(format!("{}: {}", action(), e.action()), e.into_kind()))?;
-        let path = Path::new(NETNS_RUN_DIR).join(name);
-        OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o444)
-            .open(&path)
-            .map_err(|e| Error::io(action(), e))?;
-        let mounted = on_dedicated_thread(|| -> Result<()> {
-            unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
-            mount(
-                Some("/proc/thread-self/ns/net"),
-                &path,
-                None::<&str>,
-                MsFlags::MS_BIND,
-                None::<&str>,
-            )
-            .map_err(|e| {
-                Error::nix(
-                    format!("{}: bind mount onto {}", action(), path.display()),
-                    e,
-                )
-            })
-        })
-        .map_err(|why| Error::invalid(action(), why))
-        .and_then(|r| r);
-        if let Err(err) = mounted {
-            let _ = std::fs::remove_file(&path);
-            return Err(err);
-        }
+        let (path, ()) = create_named_with(name, true, |_| Ok(()))?;
         let file = File::open(&path).map_err(|e| Error::io(action(), e))?;
         Ok(Netns {
             fd: OwnedFd::from(file),
@@ -276,6 +244,61 @@ where
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// Creates the named namespace `/run/netns/NAME`: checks the name, makes
+/// `/run/netns` a shared mount point first if `share_run_dir`, creates the
+/// empty file, and on a dedicated thread unshares a new network namespace,
+/// bind-mounts it onto the file and runs `on_thread(path)` still inside it.
+/// Returns the file's path and what `on_thread` returned. Fails with
+/// `EEXIST` if the name is taken; on any failure the name is left free.
+pub(crate) fn create_named_with<T: Send>(
+    name: &str,
+    share_run_dir: bool,
+    on_thread: impl FnOnce(&Path) -> Result<T> + Send,
+) -> Result<(PathBuf, T)> {
+    let action = || format!("create netns {name:?}");
+    check_netns_name(name).map_err(|why| Error::invalid(action(), why))?;
+    if share_run_dir {
+        make_run_dir_shared()
+            .map_err(|e| Error::new(format!("{}: {}", action(), e.action()), e.into_kind()))?;
+    }
+    let path = Path::new(NETNS_RUN_DIR).join(name);
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .mode(0o444)
+        .open(&path)
+        .map_err(|e| Error::io(action(), e))?;
+    let made = on_dedicated_thread(|| -> Result<T> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
+        mount(
+            Some("/proc/thread-self/ns/net"),
+            &path,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| {
+            Error::nix(
+                format!("{}: bind mount onto {}", action(), path.display()),
+                e,
+            )
+        })?;
+        on_thread(&path)
+    })
+    .map_err(|why| Error::invalid(action(), why))
+    .and_then(|r| r);
+    match made {
+        Ok(value) => Ok((path, value)),
+        Err(err) => {
+            // EINVAL if the bind mount was never made: nothing to undo.
+            let _ = umount2(&path, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(&path);
+            Err(err)
+        }
+    }
 }
 
 /// Rejects names that would escape `/run/netns` or that `ip netns` refuses.

@@ -9,7 +9,7 @@
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::ExitCode;
+use std::process::{Command, ExitCode};
 
 use netloom_engine::model::endpoint::parse_publish;
 use netloom_engine::model::ModelError;
@@ -17,7 +17,9 @@ use netloom_engine::{ConnectOptions, Engine, EngineError};
 
 use crate::cli::RunArgs;
 
-fn signals() -> SigSet {
+/// The signals `netloom run` and `netloom lab run` block and take with
+/// `sigwait`.
+pub(crate) fn signals() -> SigSet {
     let mut set = SigSet::empty();
     for s in [
         Signal::SIGINT,
@@ -28,6 +30,28 @@ fn signals() -> SigSet {
         set.add(s);
     }
     set
+}
+
+/// Blocks [`signals`] in the calling thread; `object` names the command in
+/// the error.
+pub(crate) fn block_signals(object: &str) -> Result<(), ModelError> {
+    signals().thread_block().map_err(|e| ModelError::Invalid {
+        object: object.into(),
+        why: format!("cannot block signals ({e})"),
+        fix: "report this".into(),
+    })
+}
+
+/// Makes the child of `cmd` unblock [`signals`] before it execs, so it
+/// gets the signal mask netloom had before it blocked them.
+pub(crate) fn unblock_signals_in_child(cmd: &mut Command) {
+    // SAFETY: sigprocmask is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals()), None)
+                .map_err(std::io::Error::from)
+        });
+    }
 }
 
 fn free_name(engine: &mut Engine) -> Result<String, EngineError> {
@@ -53,11 +77,7 @@ pub fn run(engine: &mut Engine, args: RunArgs) -> Result<ExitCode, EngineError> 
         .into());
     }
     // Block before anything exists, so no signal can leave half a sandbox.
-    signals().thread_block().map_err(|e| ModelError::Invalid {
-        object: "netloom run".into(),
-        why: format!("cannot block signals ({e})"),
-        fix: "report this".into(),
-    })?;
+    block_signals("netloom run")?;
     let name = match args.name {
         Some(n) => n,
         None => free_name(engine)?,
@@ -89,14 +109,7 @@ fn run_inside(
         .command(&command[0])
         .map_err(|e| EngineError::kernel(&format!("sandbox {name}"), e))?;
     cmd.args(&command[1..]);
-    // SAFETY: sigprocmask is async-signal-safe; the child gets the signal
-    // mask netloom had before it blocked these.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals()), None)
-                .map_err(std::io::Error::from)
-        });
-    }
+    unblock_signals_in_child(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ModelError::Invalid {
         object: format!("sandbox {name}"),
         why: format!("cannot run {:?}: {e}", command[0]),

@@ -7,7 +7,7 @@
 //! Published ports are elements: the host's set says which host ports go
 //! to the gateway, the gateway's maps say to which lab's bridge namespace.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netloom_kernel::nft::{apply_ruleset, Element, Family, NftSocket, SetRef, TableRef, Value};
 use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
@@ -125,21 +125,7 @@ pub fn ensure(host: &mut Netlink, plan: &LabPlan) -> Result<Netns, EngineError> 
     Netns::current()
         .and_then(|h| h.write_sysctl(&format!("net/ipv6/conf/{HOST_LINK}/addr_gen_mode"), "1"))
         .map_err(kerr(format!("{what}: configure {HOST_LINK}")))?;
-    let index = host
-        .link_index(HOST_LINK)
-        .map_err(kerr(format!("{what}: find {HOST_LINK}")))?;
-    host.set_up(index, true)
-        .map_err(kerr(format!("{what}: bring {HOST_LINK} up")))?;
-    for p in [
-        IpPrefix::new(IpAddr::V4(plan.host_v4()), 30),
-        IpPrefix::new(IpAddr::V6(plan.host_v6()), 64),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        host.add_address(index, p, AddressOptions::nodad())
-            .map_err(kerr(format!("{what}: add {p} to {HOST_LINK}")))?;
-    }
+    set_up_veth_end(host, what, HOST_LINK, plan.host_v4(), plan.host_v6())?;
     Netns::current()
         .and_then(|h| {
             h.write_sysctls(&[
@@ -151,21 +137,13 @@ pub fn ensure(host: &mut Netlink, plan: &LabPlan) -> Result<Netns, EngineError> 
     let mut nl = Netlink::open_in(&gw).map_err(kerr(format!("{what}: open netlink")))?;
     nl.set_up("lo", true)
         .map_err(kerr(format!("{what}: bring lo up")))?;
-    let up = nl
-        .link_index(GATEWAY_UPLINK)
-        .map_err(kerr(format!("{what}: find {GATEWAY_UPLINK}")))?;
-    nl.set_up(up, true)
-        .map_err(kerr(format!("{what}: bring {GATEWAY_UPLINK} up")))?;
-    for p in [
-        IpPrefix::new(IpAddr::V4(plan.gateway_v4()), 30),
-        IpPrefix::new(IpAddr::V6(plan.gateway_v6()), 64),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        nl.add_address(up, p, AddressOptions::nodad())
-            .map_err(kerr(format!("{what}: add {p} to {GATEWAY_UPLINK}")))?;
-    }
+    set_up_veth_end(
+        &mut nl,
+        what,
+        GATEWAY_UPLINK,
+        plan.gateway_v4(),
+        plan.gateway_v6(),
+    )?;
     for via in [IpAddr::V4(plan.host_v4()), IpAddr::V6(plan.host_v6())] {
         nl.add_route(&Route::default_via(via))
             .map_err(kerr(format!("{what}: add default route via {via}")))?;
@@ -179,6 +157,33 @@ pub fn ensure(host: &mut Netlink, plan: &LabPlan) -> Result<Netns, EngineError> 
     apply_ruleset(Some(&gateway_path()), &gateway_ruleset())
         .map_err(fw_err(&format!("{what}: NAT rules")))?;
     Ok(gw)
+}
+
+/// Brings `link`, one end of the host ↔ gateway veth, up in `nl`'s
+/// namespace and gives it `v4`/30 and `v6`/64.
+fn set_up_veth_end(
+    nl: &mut Netlink,
+    what: &str,
+    link: &str,
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+) -> Result<(), EngineError> {
+    let index = nl
+        .link_index(link)
+        .map_err(kerr(format!("{what}: find {link}")))?;
+    nl.set_up(index, true)
+        .map_err(kerr(format!("{what}: bring {link} up")))?;
+    for p in [
+        IpPrefix::new(IpAddr::V4(v4), 30),
+        IpPrefix::new(IpAddr::V6(v6), 64),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        nl.add_address(index, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {link}")))?;
+    }
+    Ok(())
 }
 
 /// Removes the gateway and the host's lab tables; absent parts are fine.

@@ -10,7 +10,7 @@ use netloom_engine::Engine;
 
 use super::config::{Env, NetConf};
 use super::error::{code, CniError};
-use super::network::{self, StateLock};
+use super::network;
 use super::ops::limited_if_exhausted;
 use super::result::{ip_entry, CniResult};
 use super::runtime::Runtime;
@@ -59,18 +59,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
         // A repeated ADD: the same addresses again.
         return result_of(conf, &held);
     }
-    let _lock = if spec.ranges.is_empty() {
-        None
-    } else {
-        Some(StateLock::take(&state)?)
-    };
-    let mut ips = rt.ips.clone();
-    ips.extend(network::pick_in_ranges(
-        &mut engine,
-        &net,
-        &spec.ranges,
-        &rt.ips,
-    )?);
+    let (_lock, ips) = network::pick_ips(&mut engine, &state, &net, &spec.ranges, &rt.ips)?;
     let leases = engine.allocate(&net.name, &owner, &ips)?;
     result_of(conf, &leases)
 }

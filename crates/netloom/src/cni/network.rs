@@ -135,6 +135,28 @@ pub fn compare(net: &Network, spec: &NetworkSpec) -> Result<(), CniError> {
     Ok(())
 }
 
+/// The addresses to allocate for an attachment: `requested`, and the picks
+/// of [`pick_in_ranges`] for the other families. When `ranges` is not empty
+/// the state lock is taken first and returned with them: allocate before
+/// dropping it, so that picking and allocating do not interleave with
+/// another process doing the same.
+pub fn pick_ips(
+    engine: &mut Engine,
+    state_dir: &Path,
+    net: &Network,
+    ranges: &[AddrRange],
+    requested: &[IpAddr],
+) -> Result<(Option<StateLock>, Vec<IpAddr>), CniError> {
+    let lock = if ranges.is_empty() {
+        None
+    } else {
+        Some(StateLock::take(state_dir)?)
+    };
+    let mut ips = requested.to_vec();
+    ips.extend(pick_in_ranges(engine, net, ranges, requested)?);
+    Ok((lock, ips))
+}
+
 /// For each family restricted by `rangeStart`/`rangeEnd` and not already
 /// requested, the lowest free address of its range. Call under the state
 /// lock, and allocate before releasing it.

@@ -11,7 +11,7 @@ use netloom_kernel::{IpPrefix, Netlink, Netns, Route};
 
 use super::config::{Env, NetConf, NetworkSpec, RouteSpec};
 use super::error::{code, CniError};
-use super::network::{self, StateLock};
+use super::network;
 use super::result::CniResult;
 use super::runtime::Runtime;
 
@@ -136,18 +136,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let ep = {
         // Picking inside a range and allocating must not interleave with
         // another process doing the same.
-        let _lock = if spec.ranges.is_empty() {
-            None
-        } else {
-            Some(StateLock::take(&state)?)
-        };
-        let mut ips = rt.ips.clone();
-        ips.extend(network::pick_in_ranges(
-            &mut engine,
-            &net,
-            &spec.ranges,
-            &rt.ips,
-        )?);
+        let (_lock, ips) = network::pick_ips(&mut engine, &state, &net, &spec.ranges, &rt.ips)?;
         let opts = ConnectOptions {
             ips,
             mac: rt.mac.clone(),

@@ -14,30 +14,18 @@ use std::path::Path;
 use std::process::{Child, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
-use std::os::unix::process::CommandExt;
 
 use netloom_engine::lab::spec::CommandSpec;
 use netloom_engine::lab::{this_process, Lab, LabSpec, LabTarget, PlanSettings};
 use netloom_engine::model::ModelError;
 use netloom_engine::{Engine, EngineError};
 
+use crate::run::{block_signals, signals, unblock_signals_in_child};
+
 /// How long commands get to end after SIGTERM before SIGKILL.
 const GRACE: Duration = Duration::from_secs(3);
-
-fn signals() -> SigSet {
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGINT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-        Signal::SIGCHLD,
-    ] {
-        set.add(s);
-    }
-    set
-}
 
 struct Proc {
     name: String,
@@ -53,11 +41,7 @@ pub fn run(
 ) -> Result<ExitCode, EngineError> {
     let spec = LabSpec::load(file)?;
     let origin = format!("lab file {}", file.display());
-    signals().thread_block().map_err(|e| ModelError::Invalid {
-        object: "netloom lab run".into(),
-        why: format!("cannot block signals ({e})"),
-        fix: "report this".into(),
-    })?;
+    block_signals("netloom lab run")?;
     let lab = engine.lab_up(&spec, &origin, settings, this_process())?;
     eprintln!(
         "netloom: lab {:?} up: {} node(s); Ctrl-C takes it down",
@@ -93,13 +77,7 @@ fn spawn(
     if let Some(dir) = &spec.workdir {
         cmd.current_dir(dir);
     }
-    // SAFETY: sigprocmask is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(|| {
-            nix::sys::signal::sigprocmask(SigmaskHow::SIG_UNBLOCK, Some(&signals()), None)
-                .map_err(std::io::Error::from)
-        });
-    }
+    unblock_signals_in_child(&mut cmd);
     let mut child = cmd.spawn().map_err(|e| ModelError::Invalid {
         object: format!("lab {:?} {name}", lab.name),
         why: format!("cannot run {:?}: {e}", argv[0]),

@@ -1,0 +1,108 @@
+"""Helpers shared by the benchmark workers (bench/cni/bench.py and
+bench/connect/bench.py): timed and untimed processes, scratch files, the
+statistics of a series of samples and the facts of a throwaway host.
+
+Each worker puts this directory on sys.path and imports what it needs.
+"""
+
+import json
+import os
+import select
+import signal
+import statistics
+import subprocess
+import time
+
+RUN = "/run"                 # a tmpfs private to the throwaway host
+SCRATCH = f"{RUN}/bench"     # stdin/stdout files of the timed processes
+CALL_TIMEOUT = 30.0          # seconds; a call that takes longer is a failure
+
+
+class CallFailed(Exception):
+    pass
+
+
+class Stopped(Exception):
+    pass
+
+
+def on_term(signum, frame):
+    raise Stopped(f"signal {signum} (time limit of the scenario reached)")
+
+
+# ---------------------------------------------------------------- processes
+
+def timed(argv, stdin=None, stdout=None, env=None, timeout=CALL_TIMEOUT):
+    """Run one process; return (elapsed_ns, exit_code, stderr_text).
+
+    The clock starts just before posix_spawn and stops when waitpid returns.
+    stdin/stdout are paths (files in the private tmpfs) opened by the spawn
+    itself, so nothing else happens inside the timed window."""
+    err = f"{SCRATCH}/stderr"
+    fa = [
+        (os.POSIX_SPAWN_OPEN, 0, stdin or "/dev/null", os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, stdout or "/dev/null", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+        (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    ]
+    env = os.environ if env is None else env
+    t0 = time.perf_counter_ns()
+    pid = os.posix_spawn(argv[0], argv, env, file_actions=fa)
+    pfd = os.pidfd_open(pid)
+    try:
+        p = select.poll()
+        p.register(pfd, select.POLLIN)
+        if not p.poll(int(timeout * 1000)):
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            raise CallFailed(f"{' '.join(argv)}: no answer after {timeout:.0f} s (killed)")
+        _, status = os.waitpid(pid, 0)
+        t1 = time.perf_counter_ns()
+    finally:
+        os.close(pfd)
+    code = os.waitstatus_to_exitcode(status)
+    text = ""
+    if code != 0:
+        with open(err, errors="replace") as f:
+            text = f.read()[-2000:]
+    return t1 - t0, code, text
+
+
+def sh(argv, check=True, input=None):
+    """Untimed helper command; returns stdout."""
+    r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=120)
+    if check and r.returncode != 0:
+        raise CallFailed(f"{' '.join(argv)}: exit {r.returncode}: {(r.stderr or r.stdout).strip()[-1500:]}")
+    return r.stdout
+
+
+def write(path, data):
+    with open(path, "w") as f:
+        f.write(data if isinstance(data, str) else json.dumps(data))
+    return path
+
+
+def netns_batch(verb, names):
+    """Create or delete many named network namespaces with `ip -batch` (untimed)."""
+    for i in range(0, len(names), 500):
+        sh(["ip", "-batch", "-"], input="".join(f"netns {verb} {n}\n" for n in names[i:i + 500]))
+
+
+# ---------------------------------------------------------------- numbers
+
+def ms(ns):
+    return ns / 1e6
+
+
+def stats(samples_ms):
+    if not samples_ms:
+        return None
+    s = sorted(samples_ms)
+    p90 = s[max(0, -(-len(s) * 90 // 100) - 1)]   # nearest rank
+    return {"n": len(s), "median_ms": round(statistics.median(s), 3), "p90_ms": round(p90, 3),
+            "min_ms": round(s[0], 3), "max_ms": round(s[-1], 3)}
+
+
+def host_facts():
+    return {"netns_links": sh(["ip", "-o", "link"]).count("\n"),
+            "netns_inode": os.readlink("/proc/self/ns/net"),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
