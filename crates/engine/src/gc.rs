@@ -95,6 +95,34 @@ impl Engine {
         Ok(out)
     }
 
+    /// A network record is the intent to have its kernel objects: a network
+    /// without endpoints whose own links are missing (its create was cut
+    /// short, or someone deleted its bridge) is made again by its driver.
+    /// With endpoints the network is left alone: their ports went with the
+    /// bridge, and remaking it would hide that.
+    fn remake_networks(&mut self) -> Result<Vec<String>, EngineError> {
+        let present = self.host_link_names()?;
+        let mut done = Vec::new();
+        for (net, eps, links) in self.expected_links()? {
+            let missing: Vec<&String> = links.iter().filter(|l| !present.contains(*l)).collect();
+            if !eps.is_empty() || missing.is_empty() {
+                continue;
+            }
+            let what = missing
+                .iter()
+                .map(|l| l.as_str())
+                .collect::<Vec<_>>()
+                .join(", ");
+            let mut driver = self.driver_of(&net)?;
+            driver.create_network(&mut self.kernel, &net)?;
+            done.push(format!(
+                "remade network {:?} in the kernel ({what} was missing)",
+                net.name
+            ));
+        }
+        Ok(done)
+    }
+
     /// Invariant 6: every record has its kernel objects, and nothing with a
     /// netloom name exists without a record.
     pub fn check_kernel(&mut self) -> Result<Vec<Violation>, EngineError> {
@@ -105,7 +133,7 @@ impl Engine {
             for l in links {
                 if !present.contains(&l) {
                     out.push(drift(format!(
-                        "network {:?}: link {l} is recorded but missing from the kernel; `netloom gc` cannot remake it: reconnect or remove the network",
+                        "network {:?}: link {l} is recorded but missing from the kernel; `netloom gc` remakes it once the network has no endpoints (disconnect them, or remove the network)",
                         net.name
                     )));
                 }
@@ -236,6 +264,7 @@ impl Engine {
                 ));
             }
         }
+        report.actions.extend(self.remake_networks()?);
         for (name, _, alive) in self.sandboxes()? {
             if alive && orphaned_run(&name) {
                 let n = self.remove_sandbox(&name)?;

@@ -156,3 +156,36 @@ fn check_sees_missing_firewall_elements_and_gc_removes_stray_tables() {
         .unwrap()
         .contains("theirs"));
 }
+
+#[test]
+fn gc_remakes_the_bridge_of_a_network_without_endpoints() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "web", "--subnet", "10.88.0.0/24"]);
+    let bridge = w
+        .host_links()
+        .into_iter()
+        .find(|l| l.starts_with("nlbr-"))
+        .unwrap();
+    w.sh_ok(&format!("ip link del {bridge}"));
+    let v = violations(&w);
+    assert!(
+        v.iter()
+            .any(|l| l.contains(&bridge) && l.contains("missing from the kernel")),
+        "{v:?}"
+    );
+    let out = w.ok(&["gc"]);
+    assert!(out.contains("remade network \"web\""), "{out}");
+    assert!(w.host_links().contains(&bridge));
+    let addrs = w
+        .ip_json(None, &format!("addr show dev {bridge}"))
+        .to_string();
+    assert!(addrs.contains("\"10.88.0.1\""), "{addrs}");
+    assert_eq!(violations(&w), Vec::<String>::new());
+    // The remade network works.
+    w.ok(&["sandbox", "create", "a"]);
+    w.ok(&["sandbox", "create", "b"]);
+    w.ok(&["connect", "web", "a"]);
+    w.ok(&["connect", "web", "b"]);
+    assert!(w.ping("a", "10.88.0.3"));
+    assert_eq!(violations(&w), Vec::<String>::new());
+}
