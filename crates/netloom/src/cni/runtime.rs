@@ -39,6 +39,39 @@ fn bad(key: &str, v: &Value, why: &str) -> CniError {
     CniError::config(format!("runtimeConfig.{key}: {v} is invalid: {why}"))
 }
 
+/// The `aliases` capability: this network's names, either as an array or
+/// (as Podman sends them) in a map from network name to names.
+fn aliases(v: &Value, network: &str) -> Result<Vec<String>, CniError> {
+    let list = match v {
+        Value::Array(list) => list,
+        Value::Object(by_network) => match by_network.get(network) {
+            None | Some(Value::Null) => return Ok(Vec::new()),
+            Some(Value::Array(list)) => list,
+            Some(other) => {
+                return Err(bad(
+                    "aliases",
+                    other,
+                    &format!("expected an array of names for network {network:?}"),
+                ))
+            }
+        },
+        _ => {
+            return Err(bad(
+                "aliases",
+                v,
+                "expected an array of names, or a map from network name to names",
+            ))
+        }
+    };
+    list.iter()
+        .map(|a| {
+            a.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| bad("aliases", a, "expected a string"))
+        })
+        .collect()
+}
+
 /// `10.88.0.5` or `10.88.0.5/24` (the length is the network's business).
 fn parse_ip(key: &str, text: &str) -> Result<IpAddr, CniError> {
     text.split('/')
@@ -134,16 +167,7 @@ impl Runtime {
             }
         }
         if let Some(v) = rc.get("aliases").filter(|v| !v.is_null()) {
-            let list = v
-                .as_array()
-                .ok_or_else(|| bad("aliases", v, "expected an array of names"))?;
-            for a in list {
-                rt.aliases.push(
-                    a.as_str()
-                        .ok_or_else(|| bad("aliases", a, "expected a string"))?
-                        .to_string(),
-                );
-            }
+            rt.aliases = aliases(v, &conf.name)?;
         }
         if let Some(v) = rc.get("bandwidth").filter(|v| !v.is_null()) {
             let o = v
@@ -167,5 +191,26 @@ impl Runtime {
             rt.bandwidth = Some(l).filter(|l| !l.is_unlimited());
         }
         Ok(rt)
+    }
+}
+
+#[cfg(test)]
+mod alias_tests {
+    use super::aliases;
+    use serde_json::json;
+
+    #[test]
+    fn aliases_come_as_a_list_or_by_network() {
+        assert_eq!(aliases(&json!(["a", "b"]), "web").unwrap(), ["a", "b"]);
+        assert_eq!(
+            aliases(&json!({"web": ["c1"], "db": ["x"]}), "web").unwrap(),
+            ["c1"]
+        );
+        assert!(aliases(&json!({"db": ["x"]}), "web").unwrap().is_empty());
+        let e = aliases(&json!("web"), "web").unwrap_err();
+        assert_eq!(e.code, 7);
+        assert!(e.msg.contains("runtimeConfig.aliases"), "{e}");
+        assert!(aliases(&json!({"web": "c1"}), "web").is_err());
+        assert!(aliases(&json!([1]), "web").is_err());
     }
 }
