@@ -160,19 +160,9 @@ pub fn gc(conf: &NetConf) -> Result<(), CniError> {
 }
 
 pub fn status(conf: &NetConf) -> Result<(), CniError> {
-    let spec = conf.network_spec()?;
-    let state = conf.state_dir()?;
-    let not_available = |e: CniError| {
-        CniError::new(
-            code::NOT_AVAILABLE,
-            format!("netloom cannot serve ADD: {}", e.msg),
-        )
-    };
-    let mut engine = network::open_engine(&state).map_err(not_available)?;
-    let Some(net) = network::find(&mut engine, &conf.name).map_err(not_available)? else {
+    let Some((mut engine, net, spec)) = network::for_status(conf)? else {
         return Ok(());
     };
-    network::compare(&net, &spec)?;
     limited_if_exhausted(&mut engine, &net, &spec)
 }
 

@@ -11,7 +11,7 @@ use netloom_engine::model::{Allocation, ModelError, Network};
 use netloom_engine::{Engine, EngineError};
 use nix::fcntl::{Flock, FlockArg};
 
-use super::config::{AddrRange, NetworkSpec};
+use super::config::{AddrRange, NetConf, NetworkSpec};
 use super::error::{code, CniError};
 
 /// The lock file under the state directory.
@@ -256,4 +256,24 @@ pub fn free_per_family(
         out.push((fam, free));
     }
     Ok(out)
+}
+
+/// STATUS's first steps, shared by both roles: the store opens and reads
+/// (else code 50), and the network, if it exists yet, is the one the
+/// config describes. `None` when the network does not exist yet.
+pub fn for_status(conf: &NetConf) -> Result<Option<(Engine, Network, NetworkSpec)>, CniError> {
+    let spec = conf.network_spec()?;
+    let state = conf.state_dir()?;
+    let not_available = |e: CniError| {
+        CniError::new(
+            code::NOT_AVAILABLE,
+            format!("netloom cannot serve ADD: {}", e.msg),
+        )
+    };
+    let mut engine = open_engine(&state).map_err(not_available)?;
+    let Some(net) = find(&mut engine, &conf.name).map_err(not_available)? else {
+        return Ok(None);
+    };
+    compare(&net, &spec)?;
+    Ok(Some((engine, net, spec)))
 }

@@ -236,23 +236,9 @@ pub fn gc(conf: &NetConf) -> Result<(), CniError> {
 /// Whether ADD can be served: the store opens and reads, the network (if
 /// it exists) still has its bridge, and addresses are left.
 pub fn status(conf: &NetConf) -> Result<(), CniError> {
-    let spec = conf.network_spec()?;
-    let state = conf.state_dir()?;
-    let not_available = |e: CniError| {
-        CniError::new(
-            code::NOT_AVAILABLE,
-            format!("netloom cannot serve ADD: {}", e.msg),
-        )
-    };
-    let mut engine = network::open_engine(&state).map_err(not_available)?;
-    let net = match network::find(&mut engine, &conf.name) {
-        Ok(n) => n,
-        Err(e) => return Err(not_available(e)),
-    };
-    let Some(net) = net else {
+    let Some((mut engine, net, spec)) = network::for_status(conf)? else {
         return Ok(());
     };
-    network::compare(&net, &spec)?;
     if net.driver == "bridge" {
         let br = netloom_engine::drivers::bridge::bridge_name(&net);
         let present = Netlink::open_current()
