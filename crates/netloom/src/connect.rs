@@ -180,9 +180,5 @@ pub fn exec(sandbox: &str, command: &[String]) -> Result<ExitCode, EngineError> 
             why: format!("cannot run {:?}: {e}", command[0]),
             fix: "check the command name and PATH".into(),
         })?;
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    Ok(crate::run::exit_code(status))
 }

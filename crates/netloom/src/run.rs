@@ -8,7 +8,7 @@
 
 use nix::sys::signal::{kill, SigSet, SigmaskHow, Signal};
 use nix::unistd::Pid;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
 use netloom_engine::model::endpoint::parse_publish;
@@ -128,8 +128,15 @@ fn run_inside(
             }
         }
     };
+    Ok(exit_code(status))
+}
+
+/// A child's status as this process's exit code: its own code, or 128 plus
+/// the signal that ended it, as shells report it.
+pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
     let code = status
         .code()
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+    ExitCode::from(code.clamp(0, 255) as u8)
 }

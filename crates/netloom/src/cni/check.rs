@@ -64,7 +64,8 @@ pub fn check(env: &Env, conf: &NetConf) -> Result<(), CniError> {
     let mac = link.mac.map(|m| m.to_string()).unwrap_or_default();
     // With mac_check=false a later plugin (tuning) may set the MAC; then
     // prevResult, checked below, is the only authority on it.
-    let mac_checked = net.options.get("mac_check").is_none_or(|v| v != "false");
+    let mac_checked = net.driver != "bridge"
+        || netloom_engine::drivers::bridge::mac_checked(&net).unwrap_or(true);
     if mac_checked && !mac.eq_ignore_ascii_case(&ep.mac) {
         return Err(drift(format!(
             "{what}: MAC is {mac}, but netloom made it with {}",

@@ -86,7 +86,7 @@ pub fn demo(_cli: &Cli, _args: &DemoArgs) -> Result<ExitCode, EngineError> {
     let status = cmd
         .status()
         .map_err(|e| fail(format!("cannot start in new namespaces ({e})")))?;
-    Ok(super::exit_code(status))
+    Ok(crate::run::exit_code(status))
 }
 
 fn inside() -> Result<ExitCode, EngineError> {

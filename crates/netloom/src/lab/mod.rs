@@ -250,14 +250,6 @@ pub fn run(engine: &mut Engine, json: bool, cmd: LabCmd) -> Result<ExitCode, Eng
     Ok(ExitCode::SUCCESS)
 }
 
-pub(crate) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
-    use std::os::unix::process::ExitStatusExt;
-    let code = status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
-    ExitCode::from(code.clamp(0, 255) as u8)
-}
-
 fn print_nodes(lab: &Lab) {
     for n in &lab.nodes {
         println!("  {:<20} {:<15} {}", n.name, n.ipv4, n.ipv6);

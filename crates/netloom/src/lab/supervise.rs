@@ -202,7 +202,7 @@ fn watch(procs: &mut [Proc], stop_on_failure: bool) -> ExitCode {
             p.status = Some(status);
             eprintln!("netloom: {} ended: {}", p.name, describe(status));
             if p.driver {
-                return super::exit_code(status);
+                return crate::run::exit_code(status);
             }
             if !status.success() && stop_on_failure {
                 eprintln!(
