@@ -382,10 +382,33 @@ impl Netlink {
         })
     }
 
+    /// Retires a link that is about to go with a namespace being released:
+    /// brings it down (the kernel then drops its routes and IPv6
+    /// addresses) and renames it [`RETIRED_LINK_PREFIX`] + its index, so
+    /// its name is free again at once. Returns the new name. The kernel
+    /// reaps the link when it reaps the namespace holding its other end;
+    /// a release is asynchronous, and a deletion would wait for it.
+    pub fn retire_link<'a>(&mut self, link: impl Into<LinkRef<'a>>) -> Result<String> {
+        let link = link.into();
+        let index = match link {
+            LinkRef::Index(index) => index,
+            LinkRef::Name(name) => self.link_index(name)?,
+        };
+        self.set_up(index, false)?;
+        let name = format!("{RETIRED_LINK_PREFIX}{index}");
+        let mut msg = link_ref_message(LinkRef::Index(index));
+        msg.attributes.push(LinkAttribute::IfName(name.clone()));
+        self.set_link(msg, || format!("rename {link} to {name}"))?;
+        Ok(name)
+    }
+
     fn set_link(&mut self, msg: LinkMessage, action: impl Fn() -> String) -> Result<()> {
         self.ack(&RouteNetlinkMessage::SetLink(msg), 0, action)
     }
 }
+
+/// Names of retired links start with this (see [`Netlink::retire_link`]).
+pub const RETIRED_LINK_PREFIX: &str = "nlx";
 
 /// A link message addressing `link` by index or by name.
 pub(crate) fn link_ref_message(link: LinkRef<'_>) -> LinkMessage {

@@ -1,10 +1,12 @@
 //! Reading links back: one by name or index, or all of them.
 
 use netlink_packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::nsid::{NsidAttribute, NsidMessage};
 use netlink_packet_route::RouteNetlinkMessage;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::link::link_ref_message;
+use crate::netns::Netns;
 use crate::socket::Netlink;
 use crate::types::{LinkRef, MacAddr};
 
@@ -31,6 +33,10 @@ pub struct Link {
     pub up: bool,
     /// Carrier present (`IFF_LOWER_UP`).
     pub lower_up: bool,
+    /// For a link whose peer or parent is in another namespace (a veth
+    /// end): that namespace's id as seen from this one
+    /// (`IFLA_LINK_NETNSID`); compare with [`Netlink::netns_id`].
+    pub peer_netns_id: Option<i32>,
 }
 
 impl Link {
@@ -45,6 +51,7 @@ impl Link {
             parent: None,
             up: msg.header.flags.contains(LinkFlags::Up),
             lower_up: msg.header.flags.contains(LinkFlags::LowerUp),
+            peer_netns_id: None,
         };
         for attr in msg.attributes {
             match attr {
@@ -53,6 +60,7 @@ impl Link {
                 LinkAttribute::Address(bytes) => link.mac = MacAddr::from_slice(&bytes),
                 LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
                 LinkAttribute::Link(p) if p != 0 => link.parent = Some(p),
+                LinkAttribute::LinkNetNsId(id) if id >= 0 => link.peer_netns_id = Some(id),
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {
@@ -96,6 +104,29 @@ impl Netlink {
             None => Err(Error::new(
                 format!("find link {name:?} in {}", self.netns_label()),
                 ErrorKind::NotFound,
+            )),
+        }
+    }
+
+    /// The id this socket's namespace gives to namespace `ns`, if it has
+    /// given it one (it does once a link here has a peer there).
+    pub fn netns_id(&mut self, ns: &Netns) -> Result<Option<i32>> {
+        let mut msg = NsidMessage::default();
+        msg.attributes.push(NsidAttribute::Fd(ns.raw_fd() as u32));
+        let action = || format!("get the id of namespace {}", ns.label());
+        match self.get(&RouteNetlinkMessage::GetNsId(msg), action)? {
+            RouteNetlinkMessage::NewNsId(reply) => {
+                Ok(reply.attributes.iter().find_map(|a| match a {
+                    NsidAttribute::Id(id) if *id >= 0 => Some(*id),
+                    _ => None,
+                }))
+            }
+            other => Err(Error::new(
+                action(),
+                ErrorKind::Protocol(format!(
+                    "expected a namespace id, got message type {}",
+                    other.message_type()
+                )),
             )),
         }
     }

@@ -522,3 +522,32 @@ fn assert_elements_unordered(
     want.sort_by_key(|e| e.to_string());
     assert_eq!(got, want, "{set}");
 }
+
+/// After a removal, closing an nf_tables socket makes the kernel wait for
+/// an RCU grace period (10-40 ms). Dropping the socket hands that wait to
+/// a detached process: the drop is quick and the removal stands.
+#[test]
+fn dropping_a_socket_after_a_removal_does_not_wait_for_the_kernel() {
+    let Some(host) = nft_host() else { return };
+    apply(&host, SKELETON);
+    let set = inet("ports");
+    let mut drops = Vec::new();
+    for round in 0..10u16 {
+        let mut nft = socket(&host);
+        let e = [Element::new(Value::InetService(2000 + round))];
+        nft.add_elements(&set, &e).unwrap();
+        nft.delete_elements(&set, &e).unwrap();
+        let t = std::time::Instant::now();
+        drop(nft);
+        drops.push(t.elapsed());
+    }
+    let mut nft = socket(&host);
+    assert_elements(&host, &mut nft, &set, &[]);
+    drops.sort();
+    let median = drops[drops.len() / 2];
+    println!("drop after a removal: {drops:?}");
+    assert!(
+        median < std::time::Duration::from_millis(8),
+        "median drop took {median:?}: {drops:?}"
+    );
+}

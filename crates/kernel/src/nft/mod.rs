@@ -52,7 +52,7 @@ use std::fmt;
 pub use decode::{RawData, RawElement, SetInfo};
 pub use element::{Element, ElementData, Verdict};
 pub use error::NftError;
-pub use ruleset::apply_ruleset;
+pub use ruleset::{apply_ruleset, RulesetJob};
 pub use socket::NftSocket;
 pub use value::{decode_values, encode_values, Value, ValueKind, IFNAME_LEN, MAX_VALUE_LEN};
 
@@ -235,6 +235,16 @@ pub enum BatchOp {
         /// The table.
         table: TableRef,
     },
+}
+
+impl BatchOp {
+    /// Whether the operation takes something out of the ruleset.
+    pub fn removes(&self) -> bool {
+        match self {
+            BatchOp::Elements { op, .. } => matches!(op, ElementOp::Delete | ElementOp::Destroy),
+            BatchOp::Flush { .. } | BatchOp::DeleteTable { .. } => true,
+        }
+    }
 }
 
 /// Several operations that the kernel applies as one transaction: all of

@@ -24,59 +24,99 @@ use super::TABLE_PREFIX;
 /// and may not say `flush ruleset`; anything else is refused before nft
 /// runs. Errors include nft's own message.
 pub fn apply_ruleset(netns: Option<&Path>, text: &str) -> Result<(), NftError> {
-    check_scope(text)?;
-    let nft = find_nft().ok_or(NftError::NftNotInstalled)?;
-    let ns = netns
-        .map(|path| {
-            File::open(path).map_err(|source| NftError::Namespace {
-                path: path.to_path_buf(),
-                source,
+    RulesetJob::start(netns, text)?.finish()
+}
+
+/// An `nft -f -` run under way (see [`apply_ruleset`]): started with
+/// [`RulesetJob::start`], so the caller can do other work while nft
+/// parses and commits, and [`RulesetJob::finish`]ed for its outcome.
+/// Dropping an unfinished job waits for nft and ignores what it said.
+#[must_use = "a ruleset job's outcome is known only once it is finished"]
+pub struct RulesetJob {
+    child: Option<std::process::Child>,
+    writer: Option<std::thread::JoinHandle<io::Result<()>>>,
+    netns: Option<PathBuf>,
+}
+
+impl RulesetJob {
+    /// Checks `text` as [`apply_ruleset`] does and starts nft on it.
+    pub fn start(netns: Option<&Path>, text: &str) -> Result<RulesetJob, NftError> {
+        check_scope(text)?;
+        let nft = find_nft().ok_or(NftError::NftNotInstalled)?;
+        let ns = netns
+            .map(|path| {
+                File::open(path).map_err(|source| NftError::Namespace {
+                    path: path.to_path_buf(),
+                    source,
+                })
             })
+            .transpose()?;
+        let mut cmd = Command::new(&nft);
+        cmd.args(["-f", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if let Some(ns) = &ns {
+            let fd = ns.as_raw_fd();
+            // SAFETY: the child only makes the setns system call between fork
+            // and exec; `ns` outlives the spawn, so `fd` is open in the child.
+            unsafe {
+                cmd.pre_exec(move || {
+                    setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET)
+                        .map_err(io::Error::from)
+                });
+            }
+        }
+        let mut child = cmd.spawn().map_err(|e| match (e.kind(), netns) {
+            (io::ErrorKind::NotFound, _) => NftError::NftNotInstalled,
+            (_, Some(path)) if e.raw_os_error().is_some() => NftError::Namespace {
+                path: path.to_path_buf(),
+                source: e,
+            },
+            _ => NftError::io(format!("nft: run {}", nft.display()), e),
+        })?;
+        // Written from another thread so a chatty nft cannot block on a
+        // full stderr pipe while this one blocks on its stdin.
+        let writer = child.stdin.take().map(|mut stdin| {
+            let text = text.to_owned();
+            std::thread::spawn(move || stdin.write_all(text.as_bytes()))
+        });
+        Ok(RulesetJob {
+            child: Some(child),
+            writer,
+            netns: netns.map(Path::to_path_buf),
         })
-        .transpose()?;
-    let mut cmd = Command::new(&nft);
-    cmd.args(["-f", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    if let Some(ns) = &ns {
-        let fd = ns.as_raw_fd();
-        // SAFETY: the child only makes the setns system call between fork
-        // and exec; `ns` outlives the spawn, so `fd` is open in the child.
-        unsafe {
-            cmd.pre_exec(move || {
-                setns(BorrowedFd::borrow_raw(fd), CloneFlags::CLONE_NEWNET).map_err(io::Error::from)
+    }
+
+    /// Waits for nft; an error carries nft's own message.
+    pub fn finish(mut self) -> Result<(), NftError> {
+        let child = self.child.take().expect("a job is finished once");
+        let output = child.wait_with_output();
+        let written = self.writer.take().map_or(Ok(()), |w| {
+            w.join()
+                .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")))
+        });
+        let output = output.map_err(|e| NftError::io("nft -f -: wait for nft", e))?;
+        if !output.status.success() {
+            return Err(NftError::RulesetRejected {
+                netns: self.netns.take(),
+                status: output.status,
+                stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
             });
         }
+        written.map_err(|e| NftError::io("nft -f -: write the ruleset to nft", e))
     }
-    let mut child = cmd.spawn().map_err(|e| match (e.kind(), netns) {
-        (io::ErrorKind::NotFound, _) => NftError::NftNotInstalled,
-        (_, Some(path)) if e.raw_os_error().is_some() => NftError::Namespace {
-            path: path.to_path_buf(),
-            source: e,
-        },
-        _ => NftError::io(format!("nft: run {}", nft.display()), e),
-    })?;
-    let stdin = child.stdin.take();
-    let output = std::thread::scope(|s| {
-        // Write from another thread so a chatty nft cannot block on a full
-        // stderr pipe while we block on its stdin.
-        let writer = s.spawn(move || stdin.map_or(Ok(()), |mut w| w.write_all(text.as_bytes())));
-        let output = child.wait_with_output();
-        let written = writer
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("writer thread panicked")));
-        output.map(|o| (o, written))
-    });
-    let (output, written) = output.map_err(|e| NftError::io("nft -f -: wait for nft", e))?;
-    if !output.status.success() {
-        return Err(NftError::RulesetRejected {
-            netns: netns.map(Path::to_path_buf),
-            status: output.status,
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        });
+}
+
+impl Drop for RulesetJob {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.take() {
+            let _ = child.wait_with_output();
+        }
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
     }
-    written.map_err(|e| NftError::io("nft -f -: write the ruleset to nft", e))
 }
 
 /// The nft binary: from PATH, else the usual sbin directories (which a

@@ -17,7 +17,7 @@ use super::element::Element;
 use super::encode::{check_netloom_table, encode_batch, encode_request};
 use super::error::NftError;
 use super::msg::*;
-use super::{Batch, SetRef, TableRef};
+use super::{Batch, BatchOp, SetRef, TableRef};
 
 /// Largest datagram read at once; dump answers fit well within it.
 const RECV_BUF: usize = 64 * 1024;
@@ -38,6 +38,9 @@ pub struct NftSocket {
     sock: Socket,
     seq: u32,
     sndbuf: usize,
+    /// Whether a committed batch removed something: closing the socket
+    /// then waits for the kernel to free it (see [`Drop`] below).
+    removed: bool,
 }
 
 /// A request that the kernel answered with an error, or that failed.
@@ -67,6 +70,7 @@ impl NftSocket {
             sock,
             seq: 0,
             sndbuf,
+            removed: false,
         })
     }
 
@@ -105,6 +109,7 @@ impl NftSocket {
             return Ok(());
         }
         let enc = encode_batch(&batch.ops, self.next_seq())?;
+        self.removed |= batch.ops.iter().any(BatchOp::removes);
         self.seq = enc.end_seq;
         self.send(&enc.bytes, "nft: send batch")?;
         let last = enc.msgs.last().map_or(enc.end_seq, |m| m.seq);
@@ -496,6 +501,18 @@ fn getsockopt_int(fd: libc::c_int, opt: libc::c_int) -> io::Result<libc::c_int> 
         Ok(value)
     } else {
         Err(io::Error::last_os_error())
+    }
+}
+
+impl Drop for NftSocket {
+    /// After a removal, the kernel makes the last `close` of an nf_tables
+    /// socket wait for an RCU grace period before it returns (it frees the
+    /// removed objects then). That socket is let go in a detached process
+    /// instead; the change itself was complete when its commit returned.
+    fn drop(&mut self) {
+        if self.removed {
+            crate::release::release_in_background(self.sock.as_raw_fd());
+        }
     }
 }
 

@@ -1,0 +1,88 @@
+//! Letting go of a socket without waiting for the kernel's deferred work.
+//!
+//! When the last reference to an nf_tables netlink socket goes, the kernel
+//! finishes the freeing of every object that any transaction deleted,
+//! which waits for an RCU grace period: 10–40 ms on an idle machine, for
+//! a change that took effect long before. A short-lived command would
+//! spend most of its time there, inside `close` or `exit`.
+//!
+//! [`release_in_background`] hands the last reference to a detached
+//! process forked for nothing else: it holds the socket until this
+//! process has let go of it, then exits, and its exit does the waiting.
+//! No program is executed; the process only closes descriptors, reads a
+//! pipe and exits.
+
+use std::os::fd::RawFd;
+
+/// Passes the socket behind `fd` to a detached process that drops it, and
+/// points `fd` at `/dev/null` here, so that closing `fd` later costs
+/// nothing. Whether that worked; if not, `fd` is untouched and closing it
+/// simply waits.
+pub(crate) fn release_in_background(fd: RawFd) -> bool {
+    // SAFETY: plain system calls on descriptors this function owns or was
+    // given. After `fork` the children call only async-signal-safe
+    // functions (fork, setsid, close_range, read, _exit), as required in
+    // a process that may have other threads.
+    unsafe {
+        let mut pipe = [0 as libc::c_int; 2];
+        if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
+            return false;
+        }
+        let [rx, tx] = pipe;
+        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if devnull < 0 {
+            libc::close(rx);
+            libc::close(tx);
+            return false;
+        }
+        let child = libc::fork();
+        if child < 0 {
+            libc::close(rx);
+            libc::close(tx);
+            libc::close(devnull);
+            return false;
+        }
+        if child == 0 {
+            // The intermediate child: makes the holder and exits at once,
+            // so the holder is adopted by init and never left a zombie here.
+            if libc::fork() != 0 {
+                libc::_exit(0);
+            }
+            libc::setsid();
+            close_all_but(fd, rx);
+            let mut byte = 0u8;
+            // Returns on EOF: the caller has let go of its reference.
+            while libc::read(rx, (&mut byte as *mut u8).cast(), 1) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+            libc::_exit(0);
+        }
+        libc::close(rx);
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {
+        }
+        // Atomically drop this process's reference to the socket.
+        let swapped = libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
+        libc::close(devnull);
+        // EOF for the holder, which then exits with the last reference.
+        libc::close(tx);
+        swapped
+    }
+}
+
+/// Closes every descriptor but `a` and `b` (close_range, Linux 5.9+).
+unsafe fn close_all_but(a: RawFd, b: RawFd) {
+    let (lo, hi) = (a.min(b) as libc::c_uint, a.max(b) as libc::c_uint);
+    let close_range = |first: libc::c_uint, last: libc::c_uint| {
+        if first <= last {
+            libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_uint);
+        }
+    };
+    if lo > 0 {
+        close_range(0, lo - 1);
+    }
+    if hi > lo + 1 {
+        close_range(lo + 1, hi - 1);
+    }
+    close_range(hi + 1, libc::c_uint::MAX);
+}
