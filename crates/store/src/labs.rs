@@ -143,9 +143,8 @@ impl LabStore {
     }
 
     fn connect(path: &Path) -> Result<LabStore, StoreError> {
-        let conn = Connection::open(path).ctx(path, "open")?;
-        conn.busy_timeout(std::time::Duration::from_secs(30))
-            .ctx(path, "set busy timeout")?;
+        let mut conn = Connection::open(path).ctx(path, "open")?;
+        crate::sqlite::wait_when_busy(&mut conn).ctx(path, "set busy handler")?;
         conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
             .ctx(path, "configure connection")?;
         let store = LabStore {

@@ -61,6 +61,24 @@ pub fn random_id() -> Result<String, std::io::Error> {
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// Makes `conn` wait for a lock another process holds, for up to about
+/// [`BUSY_TIMEOUT`], in short jittered steps (0.1 ms growing to 2 ms).
+/// SQLite's own timeout handler sleeps 1, 2, 5 … 100 ms, so with many
+/// processes writing at once (200 `lab up`s) each slept long after the
+/// lock came free.
+pub(crate) fn wait_when_busy(conn: &mut Connection) -> rusqlite::Result<()> {
+    const MAX_STEP_US: u64 = 2_000;
+    fn busy(attempt: i32) -> bool {
+        let attempt = attempt.max(0) as u64;
+        let step = (100 + 50 * attempt).min(MAX_STEP_US);
+        let jitter = (u64::from(std::process::id()) * 7919 + attempt * 104_729) % 100;
+        std::thread::sleep(std::time::Duration::from_micros(step + jitter));
+        // Past the ramp every step is MAX_STEP_US; stop near BUSY_TIMEOUT.
+        attempt < 40 + BUSY_TIMEOUT.as_micros() as u64 / MAX_STEP_US
+    }
+    conn.busy_handler(Some(busy))
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
@@ -69,9 +87,8 @@ impl SqliteStore {
             source,
         })?;
         let path = state_dir.join(DB_FILE);
-        let conn = Connection::open(&path).ctx(&path, "open")?;
-        conn.busy_timeout(BUSY_TIMEOUT)
-            .ctx(&path, "set busy timeout")?;
+        let mut conn = Connection::open(&path).ctx(&path, "open")?;
+        wait_when_busy(&mut conn).ctx(&path, "set busy handler")?;
         // WAL keeps the file consistent on a crash; NORMAL syncs at
         // checkpoints only. A power loss may forget the last transactions,
         // but the kernel objects they describe are gone with the reboot too.
