@@ -25,26 +25,30 @@ def main() -> None:
     print(f"medians over {n_runs} runs; times in ms")
     print(
         f"{'scenario':<22}{'up':>8}{'down':>8}{'up/node':>9}{'down/node':>10}"
-        f"{'':>3}{'split':>7}{'isolate':>8}{'heal':>6}"
+        f"{'':>3}{'split':>7}{'isolate':>8}{'heal':>6}{'reaped':>8}"
     )
     for n in sizes:
         rows = runs(results, f"one-{n}")
         med = [statistics.median(col) for col in zip(*rows)]
-        up, down, split, isolate, heal = med
+        up, down, split, isolate, heal, reaped = med
         print(
             f"{f'1 lab x {n} nodes':<22}{up:>8.0f}{down:>8.0f}{up / n:>9.2f}{down / n:>10.2f}"
-            f"   {split:>7.0f}{isolate:>8.0f}{heal:>6.0f}"
+            f"   {split:>7.0f}{isolate:>8.0f}{heal:>6.0f}{reaped:>8.0f}"
             f"   up {verdict(up / n, UP_TARGET_MS)}, down {verdict(down / n, DOWN_TARGET_MS)}"
         )
     if many:
         rows = runs(results, f"many-{many}")
-        up, down = [statistics.median(col) for col in zip(*rows)]
+        up, down, reaped = [statistics.median(col) for col in zip(*rows)]
         nodes = many * 3
         print(
             f"{f'{many} labs x 3 at once':<22}{up:>8.0f}{down:>8.0f}{up / nodes:>9.2f}{down / nodes:>10.2f}"
-            f"   {'':>21}   up {verdict(up / nodes, UP_TARGET_MS)}, down {verdict(down / nodes, DOWN_TARGET_MS)}"
+            f"   {'':>21}{reaped:>8.0f}   up {verdict(up / nodes, UP_TARGET_MS)}, down {verdict(down / nodes, DOWN_TARGET_MS)}"
         )
     print("split: disjoint into two halves; isolate: one node; heal: all (each one CLI call)")
+    print(
+        "down: until `lab down` returns (namespaces released); "
+        "reaped: until the kernel has freed the last of them (from the start of down)"
+    )
 
 
 if __name__ == "__main__":

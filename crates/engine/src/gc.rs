@@ -5,10 +5,13 @@
 //! Every kernel object netloom makes has a recognisable name: links start
 //! with [`LINK_PREFIXES`]; lab namespaces with `nlab-`, the lab gateway is
 //! `nlgw` (see [`crate::lab`]). Anything so named without a record is a
-//! leftover. Labs whose supervising process died are taken down.
+//! leftover. Links named [`RETIRED_LINK_PREFIX`]… are on their way out with
+//! a released namespace: `check` ignores them, `gc` deletes any that a
+//! process keeps alive. Labs whose supervising process died are taken down.
 
 use std::collections::BTreeSet;
 
+use netloom_kernel::RETIRED_LINK_PREFIX;
 use netloom_model::{Endpoint, EndpointState, Network, Violation};
 
 use crate::sandbox::open_if_same;
@@ -300,6 +303,25 @@ impl Engine {
                 Err(e) => {
                     return Err(EngineError::kernel(
                         &format!("delete leftover link {name}"),
+                        e,
+                    ))
+                }
+            }
+        }
+        // Retired links still here are held by a process that keeps the
+        // namespace of their other end alive; the kernel will not reap them.
+        for name in present
+            .iter()
+            .filter(|n| n.starts_with(RETIRED_LINK_PREFIX))
+        {
+            match self.kernel.host()?.delete_link(name.as_str()) {
+                Ok(()) => report.actions.push(format!(
+                    "deleted retired link {name}: the kernel had not reaped it"
+                )),
+                Err(e) if e.is_not_found() => {}
+                Err(e) => {
+                    return Err(EngineError::kernel(
+                        &format!("delete retired link {name}"),
                         e,
                     ))
                 }

@@ -261,3 +261,46 @@ fn refused_labs_leave_nothing_behind() {
     w.ok(&["lab", "down", "e"]);
     nothing_left(&w);
 }
+
+#[test]
+fn a_lab_takes_the_slot_of_one_just_taken_down() {
+    let Some(w) = World::new() else { return };
+    // A second lab keeps the gateway up, so the slot's old link lingers
+    // only until the kernel reaps the first lab's namespace.
+    let keep = lab_file(&w, "keep", &fixed_lab("keep", &["k"]));
+    w.ok(&["lab", "up", &keep]);
+    let first = lab_file(&w, "first", &fixed_lab("first", &["x"]));
+    w.ok(&["lab", "up", &first]);
+    let slot_of = |lab: &str| -> (u64, String) {
+        let labs = w.json(&["lab", "ls"]);
+        let l = labs
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == lab)
+            .unwrap_or_else(|| panic!("lab {lab} in {labs}"))
+            .clone();
+        (
+            l["slot"].as_u64().unwrap(),
+            l["link"].as_str().unwrap().to_string(),
+        )
+    };
+    let (slot, _) = slot_of("first");
+    w.ok(&["lab", "down", "first"]);
+    let second = lab_file(&w, "second", &fixed_lab("second", &["y"]));
+    w.ok(&["lab", "up", &second]);
+    let (again, link) = slot_of("second");
+    assert_eq!(again, slot, "the freed slot is taken again");
+    // The new lab's node reaches the gateway's end of its own /30, which
+    // only a working new gateway link can answer.
+    let gateway_end: std::net::Ipv4Addr = link.split('/').next().unwrap().parse().unwrap();
+    let gateway_end = std::net::Ipv4Addr::from(u32::from(gateway_end) - 1).to_string();
+    assert!(
+        pings(&w, "second", "y", &gateway_end),
+        "second/y reaches the gateway at {gateway_end}"
+    );
+    w.assert_clean();
+    w.ok(&["lab", "down", "second"]);
+    w.ok(&["lab", "down", "keep"]);
+    nothing_left(&w);
+}

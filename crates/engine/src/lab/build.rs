@@ -12,8 +12,10 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netloom_kernel::lab_support::create_named_with_socket;
-use netloom_kernel::nft::apply_ruleset;
-use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
+use netloom_kernel::nft::RulesetJob;
+use netloom_kernel::{
+    AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
+};
 
 use super::gateway::{self, lab_link, LAB_TABLE};
 use super::plan::LabPlan;
@@ -77,20 +79,47 @@ fn prefixes(v4: Ipv4Addr, len4: u8, v6: Ipv6Addr, len6: u8) -> [IpPrefix; 2] {
     ]
 }
 
-/// Makes a lab's bridge namespace and its link to the gateway.
+/// A lab's bridge namespace as [`make_bridge`] leaves it: a socket in
+/// it, the bridge's index, and its NAT rules still being applied (finish
+/// the job before the lab is used).
+pub struct Bridge {
+    pub nl: Netlink,
+    pub index: u32,
+    pub rules: RulesetJob,
+}
+
+/// Makes a lab's bridge namespace and its link to the gateway. The NAT
+/// rules are started first and applied while the links are made.
 pub fn make_bridge(
     gw: &Netns,
     plan: &LabPlan,
     lab: &str,
     slot: u32,
     ports: &[NodePort],
-) -> Result<(Netns, Netlink, u32), EngineError> {
+) -> Result<Bridge, EngineError> {
     let what = format!("lab {lab:?}");
     let name = bridge_netns_name(lab);
     let ns = Netns::create_named(&name).map_err(kerr(format!("{what}: create netns {name}")))?;
+    let rules = RulesetJob::start(
+        Some(&netloom_kernel::named_path(&name)),
+        &bridge_ruleset(ports),
+    )
+    .map_err(fw_err(&format!("{what}: NAT rules in {name}")))?;
     let link = lab_link(slot);
     let mut gwnl =
         Netlink::open_in(gw).map_err(kerr(format!("{what}: open netlink in the gateway")))?;
+    // The link of the slot's previous lab may still be waiting for the
+    // kernel to reap it with that lab's namespace.
+    match gwnl.retire_link(link.as_str()) {
+        Ok(old) => tracing::debug!(lab, link, retired = old, "retired a lingering gateway link"),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(EngineError::kernel(
+                &format!("{what}: retire a lingering {link}"),
+                e,
+            ))
+        }
+    }
     gwnl.create_veth(
         &LinkSpec::new(&link).up(),
         &LinkSpec::new(BRIDGE_UPLINK).netns(&ns),
@@ -137,12 +166,11 @@ pub fn make_bridge(
         nl.add_address(br, p, AddressOptions::nodad())
             .map_err(kerr(format!("{what}: add {p} to {BRIDGE}")))?;
     }
-    apply_ruleset(
-        Some(&netloom_kernel::named_path(&name)),
-        &bridge_ruleset(ports),
-    )
-    .map_err(fw_err(&format!("{what}: NAT rules in {name}")))?;
-    Ok((ns, nl, br))
+    Ok(Bridge {
+        nl,
+        index: br,
+        rules,
+    })
 }
 
 /// How many namespaces are made at once. Making a network namespace is
@@ -235,8 +263,15 @@ fn configure_node(
     Ok(())
 }
 
-/// Removes every namespace of a lab (nodes, then the bridge) and its link
-/// in the gateway. Absent parts are fine; returns what it removed.
+/// Removes every namespace of a lab (nodes, then the bridge). Absent
+/// parts are fine; returns what it removed.
+///
+/// The namespaces are released (unmounted), not waited for: the kernel
+/// reaps them, and with them every veth and the lab's link in the gateway,
+/// in the background. It cannot be hurried: each bridge costs an RCU grace
+/// period (10–40 ms) under the global RTNL lock, so deleting links here
+/// would only make this wait for it. The gateway link keeps its name
+/// until then; the next lab in the slot retires it (see [`make_bridge`]).
 pub fn remove(lab: &str, slot: Option<u32>) -> Result<Vec<String>, EngineError> {
     let mut removed = Vec::new();
     let bridge = bridge_netns_name(lab);
@@ -249,10 +284,11 @@ pub fn remove(lab: &str, slot: Option<u32>) -> Result<Vec<String>, EngineError> 
     if names.contains(&bridge) {
         remove_netns(&bridge)?;
         removed.push(format!("namespace {bridge}"));
-    }
-    if let Some(slot) = slot {
-        if remove_gateway_link(slot)? {
-            removed.push(format!("link {} in the gateway", lab_link(slot)));
+        if let Some(slot) = slot {
+            removed.push(format!(
+                "link {} in the gateway (reaped by the kernel with {bridge})",
+                lab_link(slot)
+            ));
         }
     }
     Ok(removed)
@@ -266,37 +302,74 @@ pub fn remove_netns(name: &str) -> Result<(), EngineError> {
     }
 }
 
-/// Deletes a lab's link in the gateway; whether it was there.
-pub fn remove_gateway_link(slot: u32) -> Result<bool, EngineError> {
+/// Deletes links in the gateway outright: a lab link without a lab, or a
+/// retired link the kernel has not reaped (a process still holds the
+/// namespace of its other end). Whether it was there.
+pub fn delete_gateway_link(name: &str) -> Result<bool, EngineError> {
     let Ok(gw) = Netns::open_named(gateway::GATEWAY_NETNS) else {
         return Ok(false);
     };
-    let link = lab_link(slot);
     let mut nl = Netlink::open_in(&gw).map_err(kerr("open netlink in the lab gateway".into()))?;
-    match nl.delete_link(link.as_str()) {
+    match nl.delete_link(name) {
         Ok(()) => Ok(true),
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(EngineError::kernel(
-            &format!("lab gateway: delete {link}"),
+            &format!("lab gateway: delete {name}"),
             e,
         )),
     }
 }
 
-/// Names of the lab links in the gateway.
-pub fn gateway_links() -> Result<Vec<String>, EngineError> {
+/// A lab link, or a retired link, in the gateway.
+pub struct GatewayLink {
+    pub name: String,
+    /// On its way out: retired, or its other end is not in a named lab
+    /// namespace: that namespace was released and the kernel is reaping
+    /// it (once it has begun, the link names no peer namespace at all).
+    pub reaping: bool,
+}
+
+/// The lab links in the gateway, and the retired links there.
+pub fn gateway_links() -> Result<Vec<GatewayLink>, EngineError> {
     let Ok(gw) = Netns::open_named(gateway::GATEWAY_NETNS) else {
         return Ok(Vec::new());
     };
     let mut nl = Netlink::open_in(&gw).map_err(kerr("open netlink in the lab gateway".into()))?;
-    Ok(nl
+    let links: Vec<_> = nl
         .list_links()
         .map_err(kerr("lab gateway: list links".into()))?
         .into_iter()
-        .map(|l| l.name)
-        .filter(|n| {
-            n.strip_prefix(gateway::LAB_LINK_PREFIX)
-                .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|l| {
+            l.name.starts_with(RETIRED_LINK_PREFIX)
+                || l.name
+                    .strip_prefix(gateway::LAB_LINK_PREFIX)
+                    .is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .collect();
+    // Ids of the bridge namespaces that are still named.
+    let mut named = std::collections::BTreeSet::new();
+    if !links.is_empty() {
+        let names = Netns::list_named().map_err(kerr("list namespaces".into()))?;
+        for n in names
+            .iter()
+            .filter(|n| n.starts_with(super::NETNS_PREFIX) && !n.contains(':'))
+        {
+            if let Ok(ns) = Netns::open_named(n) {
+                if let Some(id) = nl
+                    .netns_id(&ns)
+                    .map_err(kerr(format!("lab gateway: id of namespace {n}")))?
+                {
+                    named.insert(id);
+                }
+            }
+        }
+    }
+    Ok(links
+        .into_iter()
+        .map(|l| GatewayLink {
+            reaping: l.name.starts_with(RETIRED_LINK_PREFIX)
+                || l.peer_netns_id.is_none_or(|id| !named.contains(&id)),
+            name: l.name,
         })
         .collect())
 }

@@ -8,8 +8,10 @@
 //! to the gateway, the gateway's maps say to which lab's bridge namespace.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
 
-use netloom_kernel::nft::{apply_ruleset, Element, Family, NftSocket, SetRef, TableRef, Value};
+use netloom_kernel::nft::{Element, Family, NftSocket, RulesetJob, SetRef, TableRef, Value};
 use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
 
 use super::plan::LabPlan;
@@ -105,17 +107,96 @@ fn gateway_ruleset() -> String {
     )
 }
 
+/// The gateway as [`ensure`] leaves it: its namespace, and when it was
+/// just made, its NAT rules (host and gateway) still being applied.
+pub struct Gateway {
+    pub ns: Netns,
+    pub rules: Vec<RulesetJob>,
+}
+
+/// The file that says the gateway is complete: it holds the inode of the
+/// gateway namespace it speaks for, so a gateway made again (or lost with
+/// /run) is never taken for the one it described.
+pub fn ready_marker(state_dir: &Path) -> PathBuf {
+    state_dir.join("lab-gateway.ready")
+}
+
+fn gateway_inode() -> Option<u64> {
+    std::fs::metadata(gateway_path()).ok().map(|m| m.ino())
+}
+
+/// Whether the gateway is complete, by its marker: two file reads, no
+/// netlink, so a bring-up never waits for the RTNL lock just to learn it.
+pub fn is_ready(state_dir: &Path) -> bool {
+    let marked = std::fs::read_to_string(ready_marker(state_dir))
+        .ok()
+        .and_then(|t| t.trim().parse::<u64>().ok());
+    marked.is_some() && marked == gateway_inode()
+}
+
+/// Records that the gateway is complete (its rules applied).
+pub fn mark_ready(state_dir: &Path) -> Result<(), EngineError> {
+    let marker = ready_marker(state_dir);
+    let inode = gateway_inode().ok_or_else(|| {
+        EngineError::from(netloom_model::ModelError::Invalid {
+            object: "lab gateway".into(),
+            why: format!(
+                "its namespace {} vanished while it was made",
+                gateway_path().display()
+            ),
+            fix: "run the command again".into(),
+        })
+    })?;
+    std::fs::write(&marker, format!("{inode}\n")).map_err(|e| {
+        netloom_model::ModelError::Invalid {
+            object: "lab gateway".into(),
+            why: format!("cannot write {} ({e})", marker.display()),
+            fix: "check that the state directory is writable".into(),
+        }
+        .into()
+    })
+}
+
 /// Makes the gateway unless it is there: the namespace, the veth, the
-/// addresses and routes, forwarding, and the NAT skeletons.
-pub fn ensure(host: &mut Netlink, plan: &LabPlan) -> Result<Netns, EngineError> {
+/// addresses and routes, forwarding, and the NAT skeletons. The two
+/// rulesets are started first and applied while the links are made;
+/// finish [`Gateway::rules`], then [`mark_ready`], before the gateway is
+/// used. Callers hold the lab lock.
+pub fn ensure(
+    host: &mut Netlink,
+    plan: &LabPlan,
+    state_dir: &Path,
+) -> Result<Gateway, EngineError> {
     let what = "lab gateway";
-    if let (Ok(gw), Ok(Some(_))) = (Netns::open_named(GATEWAY_NETNS), host.get_link(HOST_LINK)) {
-        return Ok(gw);
+    if is_ready(state_dir) {
+        if let Ok(ns) = Netns::open_named(GATEWAY_NETNS) {
+            return Ok(Gateway {
+                ns,
+                rules: Vec::new(),
+            });
+        }
     }
-    // Half a gateway (an interrupted command): start over.
-    remove(host)?;
+    // Half a gateway (an interrupted command), or the last one's host
+    // link still waiting to be reaped with its namespace: start over.
+    remove(state_dir)?;
+    match host.retire_link(HOST_LINK) {
+        Ok(old) => tracing::debug!(retired = old, "retired a lingering {HOST_LINK}"),
+        Err(e) if e.is_not_found() => {}
+        Err(e) => {
+            return Err(EngineError::kernel(
+                &format!("{what}: retire a lingering {HOST_LINK}"),
+                e,
+            ))
+        }
+    }
     let gw = Netns::create_named(GATEWAY_NETNS)
         .map_err(kerr(format!("{what}: create netns {GATEWAY_NETNS}")))?;
+    let rules = vec![
+        RulesetJob::start(None, &host_ruleset(plan))
+            .map_err(fw_err(&format!("{what}: host NAT rules")))?,
+        RulesetJob::start(Some(&gateway_path()), &gateway_ruleset())
+            .map_err(fw_err(&format!("{what}: NAT rules")))?,
+    ];
     host.create_veth(
         &LinkSpec::new(HOST_LINK),
         &LinkSpec::new(GATEWAY_UPLINK).netns(&gw),
@@ -153,10 +234,21 @@ pub fn ensure(host: &mut Netlink, plan: &LabPlan) -> Result<Netns, EngineError> 
         ("net.ipv6.conf.all.forwarding", "1"),
     ])
     .map_err(kerr(format!("{what}: enable forwarding")))?;
-    apply_ruleset(None, &host_ruleset(plan)).map_err(fw_err(&format!("{what}: host NAT rules")))?;
-    apply_ruleset(Some(&gateway_path()), &gateway_ruleset())
-        .map_err(fw_err(&format!("{what}: NAT rules")))?;
-    Ok(gw)
+    Ok(Gateway { ns: gw, rules })
+}
+
+/// Finishes the rules [`ensure`] started; the first error wins.
+pub fn finish_rules(rules: Vec<RulesetJob>) -> Result<(), EngineError> {
+    let mut first = None;
+    for job in rules {
+        if let Err(e) = job.finish() {
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        None => Ok(()),
+        Some(e) => Err(fw_err("lab gateway: NAT rules")(e)),
+    }
 }
 
 /// Brings `link`, one end of the host ↔ gateway veth, up in `nl`'s
@@ -187,19 +279,28 @@ fn set_up_veth_end(
 }
 
 /// Removes the gateway and the host's lab tables; absent parts are fine.
-pub fn remove(host: &mut Netlink) -> Result<(), EngineError> {
-    match host.delete_link(HOST_LINK) {
+/// Whether there was anything to remove. Needs no RTNL lock, so it never
+/// waits behind the kernel reaping other labs.
+///
+/// The host link is left to the kernel, which reaps it with the gateway
+/// namespace in the background, where a deletion would wait; [`ensure`]
+/// retires it if a new gateway is wanted first.
+pub fn remove(state_dir: &Path) -> Result<bool, EngineError> {
+    let mut removed = false;
+    match std::fs::remove_file(ready_marker(state_dir)) {
         Ok(()) => {}
-        Err(e) if e.is_not_found() => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => {
-            return Err(EngineError::kernel(
-                &format!("lab gateway: delete {HOST_LINK}"),
-                e,
-            ))
+            return Err(netloom_model::ModelError::Invalid {
+                object: "lab gateway".into(),
+                why: format!("cannot remove {} ({e})", ready_marker(state_dir).display()),
+                fix: "check that the state directory is writable".into(),
+            }
+            .into())
         }
     }
     match Netns::remove_named(GATEWAY_NETNS) {
-        Ok(()) => {}
+        Ok(()) => removed = true,
         Err(e) if e.is_not_found() => {}
         Err(e) => return Err(EngineError::kernel("lab gateway: remove its namespace", e)),
     }
@@ -212,22 +313,26 @@ pub fn remove(host: &mut Netlink) -> Result<(), EngineError> {
         {
             nft.delete_table(&table)
                 .map_err(fw_err("lab gateway: delete the host table"))?;
+            removed = true;
         }
     }
-    Ok(())
+    Ok(removed)
 }
 
 /// Whether any part of the gateway exists: (host link, namespace, host tables).
 pub fn present(host: &mut Netlink) -> Result<Vec<String>, EngineError> {
     let mut parts = Vec::new();
-    if host
-        .get_link(HOST_LINK)
-        .map_err(kerr("lab gateway: read links".into()))?
-        .is_some()
-    {
-        parts.push(format!("link {HOST_LINK}"));
-    }
+    // Without its namespace, the host link is on its way out: the
+    // namespace holding its other end was released, and the kernel reaps
+    // the link with it.
     if netloom_kernel::named_path(GATEWAY_NETNS).exists() {
+        if host
+            .get_link(HOST_LINK)
+            .map_err(kerr("lab gateway: read links".into()))?
+            .is_some()
+        {
+            parts.push(format!("link {HOST_LINK}"));
+        }
         parts.push(format!("namespace {GATEWAY_NETNS}"));
     }
     let mut nft = NftSocket::open().map_err(fw_err("lab gateway: open nftables"))?;

@@ -74,9 +74,12 @@ impl Engine {
         }
         let slots: BTreeSet<String> = labs.iter().map(|l| lab_link(l.slot)).collect();
         for l in build::gateway_links()? {
-            if !slots.contains(&l) {
+            // Links on their way out with a released namespace are not
+            // drift; `gc` deletes any that a process keeps alive.
+            if !slots.contains(&l.name) && !l.reaping {
                 out.push(format!(
-                    "link {l} in the lab gateway belongs to no lab; `netloom gc` removes it"
+                    "link {} in the lab gateway belongs to no lab; `netloom gc` removes it",
+                    l.name
                 ));
             }
         }
@@ -122,12 +125,11 @@ impl Engine {
         }
         let slots: BTreeSet<String> = labs.iter().map(|l| lab_link(l.slot)).collect();
         for l in build::gateway_links()? {
-            if !slots.contains(&l) {
-                let slot: u32 = l[gateway::LAB_LINK_PREFIX.len()..]
-                    .parse()
-                    .unwrap_or(u32::MAX);
-                build::remove_gateway_link(slot)?;
-                out.push(format!("deleted link {l} in the lab gateway: no lab"));
+            if !slots.contains(&l.name) && build::delete_gateway_link(&l.name)? {
+                out.push(format!(
+                    "deleted link {} in the lab gateway: no lab",
+                    l.name
+                ));
             }
         }
         for net in self.store.networks()? {
@@ -146,7 +148,19 @@ impl Engine {
             let host = self.kernel.host()?;
             let parts = gateway::present(host)?;
             if !parts.is_empty() {
-                gateway::remove(host)?;
+                gateway::remove(&self.state_dir)?;
+                // A host link present without its namespace is not being
+                // reaped (`present` says so): delete it.
+                match host.delete_link(gateway::HOST_LINK) {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() => {}
+                    Err(e) => {
+                        return Err(EngineError::kernel(
+                            &format!("lab gateway: delete {}", gateway::HOST_LINK),
+                            e,
+                        ))
+                    }
+                }
                 out.push(format!(
                     "removed the lab gateway ({}): no lab",
                     parts.join(", ")

@@ -7,9 +7,12 @@
 //! marked `ready`. A failure removes everything it made, in reverse; a
 //! crash leaves a `creating` lab whose process is dead, which `gc` removes.
 //!
-//! Lab commands hold an exclusive lock on `labs.lock` in the state
-//! directory while they touch the kernel, so one command's teardown of the
-//! gateway never races another's bring-up.
+//! The gateway is shared: lab commands hold an exclusive lock on
+//! `labs.lock` in the state directory while they make it, check it, or
+//! decide to remove it (with the last lab's record), so one command's
+//! teardown of the gateway never races another's bring-up. A lab's own
+//! namespaces are made and released without the lock, so labs come up
+//! and go down in parallel.
 
 use std::fs::File;
 use std::net::IpAddr;
@@ -214,7 +217,11 @@ impl Engine {
         supervisor: Option<ProcessId>,
     ) -> Result<Lab, EngineError> {
         spec.check(origin)?;
-        let _lock = LabLock::take(&self.state_dir)?;
+        // Held while the lab is recorded and the gateway checked (or made:
+        // see `lab_make`); the lab's own namespaces are made without it.
+        // Recording under it also paces many parallel bring-ups, which
+        // otherwise spin on the database and the kernel's RTNL lock.
+        let mut lock = Some(LabLock::take(&self.state_dir)?);
         let plan = self.lab_plan(settings)?;
         spec.check_plan(origin, &plan)?;
         let ports: Vec<LabPort> = spec
@@ -243,16 +250,27 @@ impl Engine {
             plan: &stored_plan,
             slots: plan.slots(),
         })?;
-        let made = self.lab_make(&mut store, &mut doc, slot);
+        tracing::debug!(lab = %spec.name, slot, "lab recorded");
+        let made = self.lab_make(&mut store, &mut doc, slot, &mut lock);
         match made {
             Ok(()) => {
+                drop(lock);
                 store.set_state(&spec.name, LabState::Ready, supervisor)?;
+                tracing::debug!(lab = %spec.name, "lab marked ready");
                 tracing::info!(lab = %spec.name, nodes = spec.nodes.len(), slot, "lab up");
                 self.lab(&spec.name)
             }
             Err(e) => {
-                if let Err(undo) = self.lab_unmake(&mut store, &spec.name, slot, &plan, &spec.ports)
-                {
+                let undone = self
+                    .lab_unmake(&spec.name, slot, &plan, &spec.ports)
+                    .and_then(|_| {
+                        let _lock = match lock.take() {
+                            Some(held) => held,
+                            None => LabLock::take(&self.state_dir)?,
+                        };
+                        self.lab_forget(&mut store, &spec.name)
+                    });
+                if let Err(undo) = undone {
                     tracing::warn!(
                         "lab {:?}: could not undo everything ({undo}); `netloom gc` will",
                         spec.name
@@ -264,15 +282,27 @@ impl Engine {
     }
 
     /// Addresses, then the kernel.
+    ///
+    /// `lock` (the lab lock, held) is released as soon as the gateway is
+    /// known to be complete: at once if it was there, else once its rules
+    /// are applied.
     fn lab_make(
         &mut self,
         store: &mut LabStore,
         doc: &mut LabDoc,
         slot: u32,
+        lock: &mut Option<LabLock>,
     ) -> Result<(), EngineError> {
         let t0 = std::time::Instant::now();
         let spec = &doc.spec;
         let plan = &doc.plan;
+        let host = self.kernel.host()?;
+        let gw = gateway::ensure(host, plan, &self.state_dir)?;
+        let gateway_rules = gw.rules;
+        if gateway_rules.is_empty() {
+            lock.take();
+        }
+        tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "gateway there");
         let net = ipam_network(&spec.name);
         self.store.create_network(&NetworkRequest {
             name: net.clone(),
@@ -317,9 +347,6 @@ impl Engine {
         )?;
 
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "addresses allocated");
-        let host = self.kernel.host()?;
-        let gw = gateway::ensure(host, plan)?;
-        tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "gateway ready");
         let node_ports: Vec<NodePort> = spec
             .ports
             .iter()
@@ -338,10 +365,20 @@ impl Engine {
                 }
             })
             .collect();
-        let (_ns, mut bridge, br) = build::make_bridge(&gw, plan, &spec.name, slot, &node_ports)?;
+        let mut bridge = build::make_bridge(&gw.ns, plan, &spec.name, slot, &node_ports)?;
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "bridge namespace made");
-        build::make_nodes(&mut bridge, br, plan, &spec.name, &doc.nodes)?;
+        build::make_nodes(&mut bridge.nl, bridge.index, plan, &spec.name, &doc.nodes)?;
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "nodes made");
+        if !gateway_rules.is_empty() {
+            gateway::finish_rules(gateway_rules)?;
+            gateway::mark_ready(&self.state_dir)?;
+            lock.take();
+        }
+        bridge
+            .rules
+            .finish()
+            .map_err(super::fw_err(&format!("lab {:?}: NAT rules", spec.name)))?;
+        tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "rules applied");
         gateway::set_ports(plan, slot, &published(&spec.ports), true)?;
         let lab = Lab {
             name: spec.name.clone(),
@@ -363,17 +400,19 @@ impl Engine {
         Ok(())
     }
 
-    /// Removes a lab's kernel objects, addresses and record; the gateway
-    /// too when no lab remains. Absent parts are fine.
+    /// Removes a lab's own kernel objects and addresses: its namespaces,
+    /// its gateway link and ports, its IPAM network, its files. Absent
+    /// parts are fine; needs no lock, as nothing here is shared.
     fn lab_unmake(
         &mut self,
-        store: &mut LabStore,
         name: &str,
         slot: u32,
         plan: &LabPlan,
         ports: &[super::spec::PortSpec],
     ) -> Result<Vec<String>, EngineError> {
+        let t0 = std::time::Instant::now();
         let mut done = build::remove(name, Some(slot))?;
+        tracing::debug!(lab = %name, elapsed = ?t0.elapsed(), "namespaces released, gateway link retired");
         if gateway::gateway_path().exists() {
             gateway::set_ports(plan, slot, &published(ports), false)?;
         }
@@ -386,29 +425,42 @@ impl Engine {
         if dir.exists() {
             let _ = std::fs::remove_dir_all(&dir);
         }
-        let left = store.remove(name)?;
-        if left == 0 {
-            let host = self.kernel.host()?;
-            if !gateway::present(host)?.is_empty() {
-                gateway::remove(host)?;
-                done.push("the lab gateway (no lab left)".into());
-            }
+        tracing::debug!(lab = %name, elapsed = ?t0.elapsed(), "addresses released");
+        Ok(done)
+    }
+
+    /// Removes a lab's record, and the gateway when no lab remains. The
+    /// caller holds the [`LabLock`], so no bring-up is using the gateway.
+    fn lab_forget(&mut self, store: &mut LabStore, name: &str) -> Result<Vec<String>, EngineError> {
+        let mut done = Vec::new();
+        if store.remove(name)? == 0 && gateway::remove(&self.state_dir)? {
+            done.push("the lab gateway (no lab left)".into());
         }
         Ok(done)
     }
 
     /// Takes a lab down: its namespaces (and with them every veth and
     /// rule inside), its gateway link and ports, its addresses, its record.
+    /// Only the last step, which may remove the shared gateway, waits for
+    /// the lab lock.
     pub fn lab_down(&mut self, name: &str) -> Result<Lab, EngineError> {
+        let lab = self.lab(name)?;
+        let mut store = self.lab_store()?;
+        store.set_state(name, LabState::Removing, this_process())?;
+        self.lab_unmake(name, lab.slot, &lab.plan, &lab.spec.ports)?;
         let _lock = LabLock::take(&self.state_dir)?;
-        self.lab_down_locked(name)
+        self.lab_forget(&mut store, name)?;
+        tracing::info!(lab = %name, "lab down");
+        Ok(lab)
     }
 
+    /// [`Engine::lab_down`] for a caller that holds the lab lock already.
     pub(crate) fn lab_down_locked(&mut self, name: &str) -> Result<Lab, EngineError> {
         let lab = self.lab(name)?;
         let mut store = self.lab_store()?;
         store.set_state(name, LabState::Removing, this_process())?;
-        self.lab_unmake(&mut store, name, lab.slot, &lab.plan, &lab.spec.ports)?;
+        self.lab_unmake(name, lab.slot, &lab.plan, &lab.spec.ports)?;
+        self.lab_forget(&mut store, name)?;
         tracing::info!(lab = %name, "lab down");
         Ok(lab)
     }

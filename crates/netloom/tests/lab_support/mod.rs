@@ -124,9 +124,17 @@ pub fn nothing_left(w: &World) {
     assert!(labs(w).is_empty(), "{:?}", labs(w));
     let ns = namespaces(w);
     assert!(ns.is_empty(), "namespaces left: {ns:?}");
+    // `lab down` releases the namespaces and the kernel reaps them, with
+    // their links, in the background: `check` is clean at once, and the
+    // links are gone soon after.
+    w.assert_clean();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while w.host_links().iter().any(|l| l.starts_with("nl")) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
-        !w.host_links().iter().any(|l| l == "nlgw"),
-        "{:?}",
+        !w.host_links().iter().any(|l| l.starts_with("nl")),
+        "links left: {:?}",
         w.host_links()
     );
     let tables = w.sh("nft list tables");

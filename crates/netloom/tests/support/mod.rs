@@ -39,8 +39,9 @@ impl World {
         let out = self.netloom(args);
         assert!(
             out.status.success(),
-            "netloom {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
+            "netloom {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8(out.stdout).unwrap()
     }
