@@ -74,14 +74,16 @@ if [ "${1:-}" = "--host" ]; then
     many)
         for ((l = 1; l <= n; l++)); do lab_file "l$l" 3 "$state/l$l.toml"; done
         t=$(now)
-        for ((l = 1; l <= n; l++)); do nl lab up "$state/l$l.toml" "${plan[@]}" >/dev/null & done
+        pids=()
+        for ((l = 1; l <= n; l++)); do nl lab up "$state/l$l.toml" "${plan[@]}" >/dev/null & pids+=($!); done
         fail=0
-        for job in $(jobs -p); do wait "$job" || fail=1; done
+        for p in "${pids[@]}"; do wait "$p" || fail=1; done
         up=$(ms_since "$t")
         [ "$fail" = 0 ] || { echo "a lab up failed" >&2; exit 1; }
         t=$(now)
-        for ((l = 1; l <= n; l++)); do nl lab down "l$l" >/dev/null & done
-        for job in $(jobs -p); do wait "$job" || fail=1; done
+        pids=()
+        for ((l = 1; l <= n; l++)); do nl lab down "l$l" >/dev/null & pids+=($!); done
+        for p in "${pids[@]}"; do wait "$p" || fail=1; done
         down=$(ms_since "$t")
         [ "$fail" = 0 ] || { echo "a lab down failed" >&2; exit 1; }
         wait_reaped; reaped=$(ms_since "$t")
