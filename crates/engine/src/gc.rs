@@ -288,40 +288,23 @@ impl Engine {
             .into_iter()
             .flat_map(|(_, _, l)| l)
             .collect();
-        for name in present
-            .iter()
-            .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)))
-        {
-            if expected.contains(name) {
+        for name in &present {
+            let (what, why) = if name.starts_with(RETIRED_LINK_PREFIX) {
+                // Still here: a process keeps the namespace of its other
+                // end alive, so the kernel will not reap it.
+                ("retired link", "the kernel had not reaped it")
+            } else if LINK_PREFIXES.iter().any(|p| name.starts_with(p)) && !expected.contains(name)
+            {
+                ("link", "no record")
+            } else {
                 continue;
-            }
+            };
             match self.kernel.host()?.delete_link(name.as_str()) {
-                Ok(()) => report
-                    .actions
-                    .push(format!("deleted link {name}: no record")),
+                Ok(()) => report.actions.push(format!("deleted {what} {name}: {why}")),
                 Err(e) if e.is_not_found() => {}
                 Err(e) => {
                     return Err(EngineError::kernel(
-                        &format!("delete leftover link {name}"),
-                        e,
-                    ))
-                }
-            }
-        }
-        // Retired links still here are held by a process that keeps the
-        // namespace of their other end alive; the kernel will not reap them.
-        for name in present
-            .iter()
-            .filter(|n| n.starts_with(RETIRED_LINK_PREFIX))
-        {
-            match self.kernel.host()?.delete_link(name.as_str()) {
-                Ok(()) => report.actions.push(format!(
-                    "deleted retired link {name}: the kernel had not reaped it"
-                )),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    return Err(EngineError::kernel(
-                        &format!("delete retired link {name}"),
+                        &format!("delete leftover {what} {name}"),
                         e,
                     ))
                 }

@@ -149,8 +149,8 @@ impl Engine {
             let parts = gateway::present(host)?;
             if !parts.is_empty() {
                 gateway::remove(&self.state_dir)?;
-                // A host link present without its namespace is not being
-                // reaped (`present` says so): delete it.
+                // The kernel reaps the host link with the namespace just
+                // released, unless a process holds that namespace: delete it.
                 match host.delete_link(gateway::HOST_LINK) {
                     Ok(()) => {}
                     Err(e) if e.is_not_found() => {}

@@ -412,7 +412,7 @@ impl Engine {
     ) -> Result<Vec<String>, EngineError> {
         let t0 = std::time::Instant::now();
         let mut done = build::remove(name, Some(slot))?;
-        tracing::debug!(lab = %name, elapsed = ?t0.elapsed(), "namespaces released, gateway link retired");
+        tracing::debug!(lab = %name, elapsed = ?t0.elapsed(), "namespaces released");
         if gateway::gateway_path().exists() {
             gateway::set_ports(plan, slot, &published(ports), false)?;
         }
@@ -444,22 +444,24 @@ impl Engine {
     /// Only the last step, which may remove the shared gateway, waits for
     /// the lab lock.
     pub fn lab_down(&mut self, name: &str) -> Result<Lab, EngineError> {
-        let lab = self.lab(name)?;
-        let mut store = self.lab_store()?;
-        store.set_state(name, LabState::Removing, this_process())?;
-        self.lab_unmake(name, lab.slot, &lab.plan, &lab.spec.ports)?;
-        let _lock = LabLock::take(&self.state_dir)?;
-        self.lab_forget(&mut store, name)?;
-        tracing::info!(lab = %name, "lab down");
-        Ok(lab)
+        self.lab_take_down(name, false)
     }
 
     /// [`Engine::lab_down`] for a caller that holds the lab lock already.
     pub(crate) fn lab_down_locked(&mut self, name: &str) -> Result<Lab, EngineError> {
+        self.lab_take_down(name, true)
+    }
+
+    fn lab_take_down(&mut self, name: &str, locked: bool) -> Result<Lab, EngineError> {
         let lab = self.lab(name)?;
         let mut store = self.lab_store()?;
         store.set_state(name, LabState::Removing, this_process())?;
         self.lab_unmake(name, lab.slot, &lab.plan, &lab.spec.ports)?;
+        let _lock = if locked {
+            None
+        } else {
+            Some(LabLock::take(&self.state_dir)?)
+        };
         self.lab_forget(&mut store, name)?;
         tracing::info!(lab = %name, "lab down");
         Ok(lab)
