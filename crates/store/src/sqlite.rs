@@ -134,10 +134,24 @@ impl SqliteStore {
                 ),
             });
         }
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-            .ctx(&self.path, "switch to WAL")?;
+        // Two processes opening a new database at once can each hold a read
+        // lock the other's switch needs; SQLite then answers SQLITE_BUSY at
+        // once, without its busy handler (it would deadlock). Try again.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        let mode: String = loop {
+            match self
+                .conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            {
+                Err(rusqlite::Error::SqliteFailure(e, _))
+                    if e.code == rusqlite::ErrorCode::DatabaseBusy
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+                other => break other.ctx(&self.path, "switch to WAL")?,
+            }
+        };
         tracing::debug!(journal_mode = %mode, "state database opened for the first time");
         self.write(|_, conn, path| {
             // Another process may have created it meanwhile.
