@@ -299,15 +299,8 @@ impl Engine {
             } else {
                 continue;
             };
-            match self.kernel.host()?.delete_link(name.as_str()) {
-                Ok(()) => report.actions.push(format!("deleted {what} {name}: {why}")),
-                Err(e) if e.is_not_found() => {}
-                Err(e) => {
-                    return Err(EngineError::kernel(
-                        &format!("delete leftover {what} {name}"),
-                        e,
-                    ))
-                }
+            if crate::drivers::delete_link_if_present(&mut self.kernel, name, "gc")? {
+                report.actions.push(format!("deleted {what} {name}: {why}"));
             }
         }
         for (name, _, alive) in self.sandboxes()? {

@@ -25,15 +25,16 @@ pub fn by_name(name: &str) -> Option<Box<dyn Driver>> {
     }
 }
 
-/// Deletes a host-side link, treating "already gone" as done.
+/// Deletes a host-side link, treating "already gone" as done; whether it
+/// was there.
 pub(crate) fn delete_link_if_present(
     kernel: &mut crate::kernel::Kernel,
     name: &str,
     what: &str,
-) -> Result<(), crate::EngineError> {
+) -> Result<bool, crate::EngineError> {
     match kernel.host()?.delete_link(name) {
-        Ok(()) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
+        Ok(()) => Ok(true),
+        Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(crate::EngineError::kernel(
             &format!("{what}: delete {name}"),
             e,

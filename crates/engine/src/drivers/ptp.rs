@@ -349,7 +349,8 @@ impl Driver for PtpDriver {
         _sandbox: Option<&Netns>,
     ) -> Result<(), EngineError> {
         let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
-        super::delete_link_if_present(kernel, &veth_name(endpoint), &what)
+        super::delete_link_if_present(kernel, &veth_name(endpoint), &what)?;
+        Ok(())
     }
 
     fn endpoint_oper_info(

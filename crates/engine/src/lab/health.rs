@@ -151,16 +151,11 @@ impl Engine {
                 gateway::remove(&self.state_dir)?;
                 // The kernel reaps the host link with the namespace just
                 // released, unless a process holds that namespace: delete it.
-                match host.delete_link(gateway::HOST_LINK) {
-                    Ok(()) => {}
-                    Err(e) if e.is_not_found() => {}
-                    Err(e) => {
-                        return Err(EngineError::kernel(
-                            &format!("lab gateway: delete {}", gateway::HOST_LINK),
-                            e,
-                        ))
-                    }
-                }
+                crate::drivers::delete_link_if_present(
+                    &mut self.kernel,
+                    gateway::HOST_LINK,
+                    "lab gateway",
+                )?;
                 out.push(format!(
                     "removed the lab gateway ({}): no lab",
                     parts.join(", ")
