@@ -138,15 +138,28 @@ const LAB_COLUMNS: &str = "name, slot, state, pid, pid_start, doc";
 
 impl LabStore {
     /// Opens (creating when missing) the state in `state_dir` and its lab tables.
+    ///
+    /// A database already at the current schema is opened with one
+    /// connection; otherwise the full open makes or updates it first.
     pub fn open(state_dir: &Path) -> Result<LabStore, StoreError> {
+        let path = state_dir.join(crate::sqlite::DB_FILE);
+        if path.exists() {
+            let conn = crate::sqlite::open_connection(&path)?;
+            let version: i64 = conn
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .ctx(&path, "read schema version")?;
+            if version == crate::schema::VERSION {
+                return LabStore::with_connection(conn, &path);
+            }
+        }
         SqliteStore::open(state_dir)?.labs()
     }
 
     fn connect(path: &Path) -> Result<LabStore, StoreError> {
-        let mut conn = Connection::open(path).ctx(path, "open")?;
-        crate::sqlite::wait_when_busy(&mut conn).ctx(path, "set busy handler")?;
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .ctx(path, "configure connection")?;
+        LabStore::with_connection(crate::sqlite::open_connection(path)?, path)
+    }
+
+    fn with_connection(conn: Connection, path: &Path) -> Result<LabStore, StoreError> {
         let store = LabStore {
             conn,
             path: path.to_path_buf(),

@@ -79,6 +79,27 @@ pub(crate) fn wait_when_busy(conn: &mut Connection) -> rusqlite::Result<()> {
     conn.busy_handler(Some(busy))
 }
 
+/// Opens a connection to the state database, configured as every netloom
+/// connection is.
+pub(crate) fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let mut conn = Connection::open(path).ctx(path, "open")?;
+    wait_when_busy(&mut conn).ctx(path, "set busy handler")?;
+    // WAL keeps the file consistent on a crash; NORMAL syncs at
+    // checkpoints only. A power loss may forget the last transactions,
+    // but the kernel objects they describe are gone with the reboot too.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .ctx(path, "configure connection")?;
+    // Plans must not depend on bound values: otherwise this SQLite build
+    // (with STAT4) recompiles statements that have ORDER BY or min() over
+    // a range on every run, which costs more than the query itself.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .ctx(path, "configure connection")?;
+    Ok(conn)
+}
+
 impl SqliteStore {
     /// Opens (creating when missing) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
@@ -87,21 +108,7 @@ impl SqliteStore {
             source,
         })?;
         let path = state_dir.join(DB_FILE);
-        let mut conn = Connection::open(&path).ctx(&path, "open")?;
-        wait_when_busy(&mut conn).ctx(&path, "set busy handler")?;
-        // WAL keeps the file consistent on a crash; NORMAL syncs at
-        // checkpoints only. A power loss may forget the last transactions,
-        // but the kernel objects they describe are gone with the reboot too.
-        conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
-            .ctx(&path, "configure connection")?;
-        // Plans must not depend on bound values: otherwise this SQLite build
-        // (with STAT4) recompiles statements that have ORDER BY or min() over
-        // a range on every run, which costs more than the query itself.
-        conn.set_db_config(
-            rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
-            true,
-        )
-        .ctx(&path, "configure connection")?;
+        let conn = open_connection(&path)?;
         let mut store = SqliteStore {
             conn,
             path,
