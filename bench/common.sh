@@ -42,16 +42,14 @@ bench_need_tools() {
 }
 
 # bench_netloom_bin: sets NL to the absolute path of the netloom binary:
-# $NETLOOM_BIN, or a release build of the workspace at ROOT. Exits 2 if
-# there is no executable there.
+# $NETLOOM_BIN, or the release binary scripts/build-release.sh builds (static
+# where it can be). Exits 2 if there is no executable there.
 bench_netloom_bin() {
     if [ -n "${NETLOOM_BIN:-}" ]; then
         NL=$NETLOOM_BIN
     else
-        echo "building netloom (release) ..." >&2
-        (cd "$ROOT" && cargo build --release -q -p netloom)
-        NL=${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom
-        case $NL in /*) ;; *) NL=$ROOT/$NL ;; esac
+        echo "building netloom (release, scripts/build-release.sh) ..." >&2
+        NL=$(bash "$ROOT/scripts/build-release.sh")
     fi
     case $NL in /*) ;; *) NL=$PWD/$NL ;; esac
     [ -x "$NL" ] || { echo "no netloom binary at $NL" >&2; exit 2; }

@@ -9,5 +9,5 @@ if [ ! -x /usr/lib/cni/host-local ]; then
     (apt-get update -qq && apt-get install -y -qq containernetworking-plugins) >/dev/null 2>&1 ||
         echo "could not install containernetworking-plugins; the peer column will be missing"
 fi
-cargo build --release -q -p netloom -p netloom-bench
-exec ./target/release/bench-ipam ./target/release/netloom "$@"
+cargo build --release -q -p netloom-bench
+exec "${CARGO_TARGET_DIR:-./target}/release/bench-ipam" "$(bash scripts/build-release.sh)" "$@"

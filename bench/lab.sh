@@ -7,7 +7,8 @@
 #   -r RUNS / env RUNS     repetitions per scenario; medians are printed (default 5)
 #   --sizes LIST           node counts of the single-lab scenarios (default "10 100 500")
 #   --many LABS            labs of 3 nodes brought up (and down) at once (default 200; 0 skips)
-#   --no-build             use target/release/netloom as it is
+#   --no-build             use target/release/netloom as it is (otherwise
+#                          scripts/build-release.sh builds the binary)
 #   NETLOOM_BIN=PATH       use this netloom binary instead of building one
 #
 # Every run happens in a fresh throwaway host: the script re-execs itself
@@ -101,7 +102,7 @@ while [ $# -gt 0 ]; do
         --sizes) SIZES=$2; shift 2 ;;
         --many) MANY=$2; shift 2 ;;
         --no-build) BUILD=; shift ;;
-        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -111,9 +112,10 @@ for cmd in unshare ip nft python3; do
 done
 if [ -z "${NETLOOM_BIN:-}" ]; then
     if [ -n "$BUILD" ]; then
-        (cd "$ROOT" && cargo build --release -q -p netloom)
+        NETLOOM_BIN=$(bash "$ROOT/scripts/build-release.sh")
+    else
+        NETLOOM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom"
     fi
-    NETLOOM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom"
 fi
 [ -x "$NETLOOM_BIN" ] || { echo "no netloom binary at $NETLOOM_BIN" >&2; exit 2; }
 export NETLOOM_BIN BENCH_OUTER_NETNS=$(readlink /proc/self/ns/net)
