@@ -664,6 +664,9 @@ def report(outdir, jsonfile=None):
               f"median {fl['connect_host_side_batch']['median_ms']:.3f} ms) + `ip -n SANDBOX -batch` (up, address, "
               f"default route; {fl['connect_sandbox_side_batch']['median_ms']:.3f} ms): iproute2 cannot address a "
               f"link in another namespace, so two processes; disconnect = one `ip -batch` (link del)")
+    print("netloom disconnect returns once the endpoint is out of service (rules removed, sandbox end of the "
+          "veth down and renamed); the veth's deletion, which blocks its sender 20-30 ms, is sent by a detached "
+          "process and finishes after")
     print()
     for name in ("plain", "publish"):
         obs = []

@@ -6,8 +6,10 @@
 //! with [`LINK_PREFIXES`]; lab namespaces with `nlab-`, the lab gateway is
 //! `nlgw` (see [`crate::lab`]). Anything so named without a record is a
 //! leftover. Links named [`RETIRED_LINK_PREFIX`]… are on their way out with
-//! a released namespace: `check` ignores them, `gc` deletes any that a
-//! process keeps alive. Labs whose supervising process died are taken down.
+//! a released namespace, and links marked as being deleted
+//! ([`netloom_kernel::Link::being_deleted`]) are being deleted in the
+//! background after an endpoint's removal: `check` ignores both, `gc`
+//! deletes any still there. Labs whose supervising process died are taken down.
 
 use std::collections::BTreeSet;
 
@@ -54,14 +56,23 @@ pub struct GcReport {
 
 impl Engine {
     fn host_link_names(&mut self) -> Result<BTreeSet<String>, EngineError> {
-        Ok(self
+        Ok(self.host_links_by_state()?.0)
+    }
+
+    /// The host's links by name: those in service, and those on their way
+    /// out (retired, or marked as being deleted by an endpoint's removal).
+    fn host_links_by_state(&mut self) -> Result<(BTreeSet<String>, BTreeSet<String>), EngineError> {
+        let (leaving, in_service) = self
             .kernel
             .host()?
             .list_links()
             .map_err(|e| EngineError::kernel("list the host's links", e))?
             .into_iter()
-            .map(|l| l.name)
-            .collect())
+            .partition::<Vec<_>, _>(|l| l.being_deleted || l.name.starts_with(RETIRED_LINK_PREFIX));
+        Ok((
+            in_service.into_iter().map(|l| l.name).collect(),
+            leaving.into_iter().map(|l| l.name).collect(),
+        ))
     }
 
     /// Network tables in nftables whose network has no record.
@@ -282,22 +293,22 @@ impl Engine {
                 "deleted nftables table inet netloom-{id8}: no network"
             ));
         }
-        let present = self.host_link_names()?;
+        let (present, leaving) = self.host_links_by_state()?;
         let expected: BTreeSet<String> = self
             .expected_links()?
             .into_iter()
             .flat_map(|(_, _, l)| l)
             .collect();
-        for name in &present {
-            let (what, why) = if name.starts_with(RETIRED_LINK_PREFIX) {
+        let stray = present
+            .iter()
+            .filter(|n| LINK_PREFIXES.iter().any(|p| n.starts_with(p)) && !expected.contains(*n));
+        for name in leaving.iter().chain(stray) {
+            let (what, why) = if leaving.contains(name) {
                 // Still here: a process keeps the namespace of its other
-                // end alive, so the kernel will not reap it.
-                ("retired link", "the kernel had not reaped it")
-            } else if LINK_PREFIXES.iter().any(|p| name.starts_with(p)) && !expected.contains(name)
-            {
-                ("link", "no record")
+                // end alive, or the deletion has not finished.
+                ("link on its way out", "the kernel had not removed it yet")
             } else {
-                continue;
+                ("link", "no record")
             };
             if crate::drivers::delete_link_if_present(&mut self.kernel, name, "gc")? {
                 report.actions.push(format!("deleted {what} {name}: {why}"));

@@ -48,7 +48,9 @@ mod types;
 pub use addr::{Address, AddressOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use feature::supports_link_kind;
-pub use link::{IpvlanMode, LinkSpec, MacvlanMode, VxlanSpec, RETIRED_LINK_PREFIX};
+pub use link::{
+    IpvlanMode, LinkSpec, MacvlanMode, VxlanSpec, DELETING_LINK_ALIAS, RETIRED_LINK_PREFIX,
+};
 pub use link_query::Link;
 pub use neigh::Neighbour;
 pub use netns::{named_path, Netns, NETNS_RUN_DIR};

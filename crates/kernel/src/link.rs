@@ -402,6 +402,60 @@ impl Netlink {
         Ok(name)
     }
 
+    /// Deletes a link without waiting for the kernel to finish.
+    ///
+    /// Deleting a link blocks its caller for 20–30 ms while the kernel
+    /// waits for the link's last users to let go. This takes the link out
+    /// of service at once instead, and sends the deletion from a detached
+    /// process forked for nothing else (no program is executed), which
+    /// waits in the kernel in this process's stead; if no such process can
+    /// be made, the link is deleted here.
+    ///
+    /// Before that, for a veth whose other end's namespace `peer` is a
+    /// socket in, that end is retired ([`Netlink::retire_link`]: down,
+    /// renamed [`RETIRED_LINK_PREFIX`] + its index), so its name is free
+    /// for a new link on return and the pair carries no more traffic. The
+    /// link itself keeps its name (a rename costs an RCU grace period,
+    /// which on some machines takes milliseconds) and gets the alias
+    /// [`DELETING_LINK_ALIAS`], which tells it is on its way out
+    /// ([`crate::Link::being_deleted`]).
+    ///
+    /// Returns `Ok(false)` if there is no such link.
+    pub fn delete_link_in_background<'a>(
+        &mut self,
+        link: impl Into<LinkRef<'a>>,
+        peer: Option<&mut Netlink>,
+    ) -> Result<bool> {
+        let link = link.into();
+        let Some(found) = self.get_link(link)? else {
+            return Ok(false);
+        };
+        if let (Some("veth"), Some(index), Some(peer)) = (
+            found.kind.as_deref(),
+            found.parent.filter(|&p| p != 0),
+            peer,
+        ) {
+            match peer.retire_link(index) {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        let mut msg = link_ref_message(LinkRef::Index(found.index));
+        msg.attributes
+            .push(LinkAttribute::IfAlias(DELETING_LINK_ALIAS.to_owned()));
+        match self.set_link(msg, || format!("mark {link} as being deleted")) {
+            Err(e) if e.is_not_found() => return Ok(false),
+            other => other?,
+        }
+        if !crate::release::send_in_background(self.raw_fd(), &del_link_request(found.index)) {
+            match self.delete_link(found.index) {
+                Err(e) if !e.is_not_found() => return Err(e),
+                _ => {}
+            }
+        }
+        Ok(true)
+    }
+
     fn set_link(&mut self, msg: LinkMessage, action: impl Fn() -> String) -> Result<()> {
         self.ack(&RouteNetlinkMessage::SetLink(msg), 0, action)
     }
@@ -409,6 +463,26 @@ impl Netlink {
 
 /// Names of retired links start with this (see [`Netlink::retire_link`]).
 pub const RETIRED_LINK_PREFIX: &str = "nlx";
+
+/// The alias of a link whose deletion is under way
+/// (see [`Netlink::delete_link_in_background`]).
+pub const DELETING_LINK_ALIAS: &str = "netloom: being deleted";
+
+/// A complete `RTM_DELLINK` request for link `index` that asks for no
+/// acknowledgement (nobody waits for one; an error reply carries a
+/// sequence number no request of this process uses, and is skipped).
+fn del_link_request(index: u32) -> [u8; 32] {
+    const RTM_DELLINK: u16 = 17;
+    const NLM_F_REQUEST: u16 = 0x01;
+    let mut m = [0u8; 32];
+    m[0..4].copy_from_slice(&32u32.to_ne_bytes());
+    m[4..6].copy_from_slice(&RTM_DELLINK.to_ne_bytes());
+    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
+    m[8..12].copy_from_slice(&u32::MAX.to_ne_bytes());
+    // struct ifinfomsg: family, pad, type, index, flags, change.
+    m[20..24].copy_from_slice(&(index as i32).to_ne_bytes());
+    m
+}
 
 /// A link message addressing `link` by index or by name.
 pub(crate) fn link_ref_message(link: LinkRef<'_>) -> LinkMessage {

@@ -37,6 +37,9 @@ pub struct Link {
     /// end): that namespace's id as seen from this one
     /// (`IFLA_LINK_NETNSID`); compare with [`Netlink::netns_id`].
     pub peer_netns_id: Option<i32>,
+    /// Marked as being deleted by [`Netlink::delete_link_in_background`]
+    /// (its alias is [`crate::DELETING_LINK_ALIAS`]).
+    pub being_deleted: bool,
 }
 
 impl Link {
@@ -52,6 +55,7 @@ impl Link {
             up: msg.header.flags.contains(LinkFlags::Up),
             lower_up: msg.header.flags.contains(LinkFlags::LowerUp),
             peer_netns_id: None,
+            being_deleted: false,
         };
         for attr in msg.attributes {
             match attr {
@@ -61,6 +65,9 @@ impl Link {
                 LinkAttribute::Controller(m) if m != 0 => link.master = Some(m),
                 LinkAttribute::Link(p) if p != 0 => link.parent = Some(p),
                 LinkAttribute::LinkNetNsId(id) if id >= 0 => link.peer_netns_id = Some(id),
+                LinkAttribute::IfAlias(alias) => {
+                    link.being_deleted = alias == crate::link::DELETING_LINK_ALIAS
+                }
                 LinkAttribute::LinkInfo(infos) => {
                     for info in infos {
                         if let LinkInfo::Kind(kind) = info {

@@ -235,15 +235,66 @@ where
     T: Send,
 {
     std::thread::scope(|scope| {
-        let handle = std::thread::Builder::new()
-            .name("netloom-netns".into())
-            .spawn_scoped(scope, f)
-            .map_err(|e| format!("cannot spawn a thread: {e}"))?;
+        let handle = {
+            let _pin = PinToThisCpu::new();
+            std::thread::Builder::new()
+                .name("netloom-netns".into())
+                .spawn_scoped(scope, f)
+                .map_err(|e| format!("cannot spawn a thread: {e}"))?
+        };
         match handle.join() {
             Ok(value) => Ok(value),
             Err(panic) => std::panic::resume_unwind(panic),
         }
     })
+}
+
+/// While alive, keeps the calling thread on the CPU it is running on; a
+/// thread spawned meanwhile inherits that. For a helper thread the caller
+/// only waits for: the scheduler would otherwise start it on another,
+/// idle CPU, and on virtual machines waking an idle CPU (for the thread,
+/// then again for the caller when it is done) costs about a millisecond
+/// each way, against some 40 µs for the whole round trip on one CPU.
+pub(crate) struct PinToThisCpu {
+    saved: Option<libc::cpu_set_t>,
+}
+
+impl PinToThisCpu {
+    pub(crate) fn new() -> PinToThisCpu {
+        // SAFETY: plain system calls on a cpu_set_t owned here.
+        unsafe {
+            let cpu = libc::sched_getcpu();
+            let mut saved: libc::cpu_set_t = std::mem::zeroed();
+            let size = std::mem::size_of::<libc::cpu_set_t>();
+            if cpu < 0 || libc::sched_getaffinity(0, size, &mut saved) != 0 {
+                return PinToThisCpu { saved: None };
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            if libc::sched_setaffinity(0, size, &one) != 0 {
+                return PinToThisCpu { saved: None };
+            }
+            PinToThisCpu { saved: Some(saved) }
+        }
+    }
+
+    /// For a process forked while pinned, which should not stay so:
+    /// gives the calling thread the mask from before the pin. Only a
+    /// system call, so it may be used in the child of a fork.
+    pub(crate) fn unpin_this_thread(&self) {
+        if let Some(saved) = &self.saved {
+            // SAFETY: restores the mask read in `new`.
+            unsafe {
+                libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), saved);
+            }
+        }
+    }
+}
+
+impl Drop for PinToThisCpu {
+    fn drop(&mut self) {
+        self.unpin_this_thread();
+    }
 }
 
 /// Creates the named namespace `/run/netns/NAME`: checks the name, makes

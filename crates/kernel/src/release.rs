@@ -14,6 +14,8 @@
 
 use std::os::fd::RawFd;
 
+use crate::netns::PinToThisCpu;
+
 /// Passes the socket behind `fd` to a detached process that drops it, and
 /// points `fd` at `/dev/null` here, so that closing `fd` later costs
 /// nothing. Whether that worked; if not, `fd` is untouched and closing it
@@ -21,7 +23,8 @@ use std::os::fd::RawFd;
 pub(crate) fn release_in_background(fd: RawFd) -> bool {
     // SAFETY: plain system calls on descriptors this function owns or was
     // given. After `fork` the children call only async-signal-safe
-    // functions (fork, setsid, close_range, read, _exit), as required in
+    // functions (fork, sched_setaffinity, setsid, close_range, read,
+    // _exit), as required in
     // a process that may have other threads.
     unsafe {
         let mut pipe = [0 as libc::c_int; 2];
@@ -35,6 +38,9 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
             libc::close(tx);
             return false;
         }
+        // The intermediate child runs beside this thread, which waits for
+        // it (see `PinToThisCpu`); the holder gets the usual mask back.
+        let pin = PinToThisCpu::new();
         let child = libc::fork();
         if child < 0 {
             libc::close(rx);
@@ -48,6 +54,7 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
             if libc::fork() != 0 {
                 libc::_exit(0);
             }
+            pin.unpin_this_thread();
             libc::setsid();
             close_all_but(fd, rx);
             let mut byte = 0u8;
@@ -61,12 +68,50 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
         let mut status = 0;
         while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {
         }
+        drop(pin);
         // Atomically drop this process's reference to the socket.
         let swapped = libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
         libc::close(devnull);
         // EOF for the holder, which then exits with the last reference.
         libc::close(tx);
         swapped
+    }
+}
+
+/// Sends `request` on the netlink socket `fd` from a detached process, so
+/// that the time the kernel spends on it inside `send` is not this
+/// process's. Whether the process was made; if not, nothing was sent.
+/// The request goes out once: the caller must not need its answer.
+pub(crate) fn send_in_background(fd: RawFd, request: &[u8]) -> bool {
+    // SAFETY: as in `release_in_background`; the children call only
+    // fork, sched_setaffinity, setsid, close_range, send and _exit, on
+    // buffers made before the fork.
+    unsafe {
+        let pin = PinToThisCpu::new();
+        let child = libc::fork();
+        if child < 0 {
+            return false;
+        }
+        if child == 0 {
+            // The intermediate child: its exit status says whether the
+            // sender was made.
+            match libc::fork() {
+                0 => {}
+                n => libc::_exit(i32::from(n < 0)),
+            }
+            pin.unpin_this_thread();
+            libc::setsid();
+            close_all_but(fd, fd);
+            while libc::send(fd, request.as_ptr().cast(), request.len(), 0) < 0
+                && *libc::__errno_location() == libc::EINTR
+            {}
+            libc::_exit(0);
+        }
+        let mut status = 0;
+        while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {
+        }
+        drop(pin);
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
     }
 }
 

@@ -93,6 +93,11 @@ impl Netlink {
         })
     }
 
+    /// The socket's descriptor, for a request sent by another process.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+
     /// Which namespace this socket works in, for messages.
     pub fn netns_label(&self) -> &str {
         &self.netns

@@ -70,3 +70,72 @@ fn a_veth_end_names_the_namespace_of_its_peer() {
     // A link with no peer elsewhere names none.
     assert_eq!(nl.get_link("lo").unwrap().unwrap().peer_netns_id, None);
 }
+
+#[test]
+fn a_veth_deleted_in_the_background_is_out_of_service_at_once_and_gone_soon() {
+    let host = host_or_skip!();
+    let (_ns, mut nl) = host_netlink(&host);
+    let sandbox = named_netns(&host, "sb");
+    let mut inside = netloom_kernel::Netlink::open_in(&sandbox).unwrap();
+    let mut times = Vec::new();
+    for round in 0..5 {
+        nl.create_veth(
+            &LinkSpec::new("nlv-x").up(),
+            &LinkSpec::new("eth0").netns(&sandbox),
+        )
+        .unwrap();
+        let index = nl.link_index("nlv-x").unwrap();
+        let peer = inside.link_index("eth0").unwrap();
+        inside.set_up(peer, true).unwrap();
+        let start = std::time::Instant::now();
+        assert!(nl
+            .delete_link_in_background("nlv-x", Some(&mut inside))
+            .unwrap());
+        times.push(start.elapsed());
+        // At once: the sandbox's name is free and its end retired (down,
+        // so no traffic); the host's end says it is being deleted.
+        assert!(inside.get_link("eth0").unwrap().is_none(), "round {round}");
+        if let Some(left) = inside.get_link(peer).unwrap() {
+            assert_eq!(left.name, format!("{RETIRED_LINK_PREFIX}{peer}"));
+            assert!(!left.up, "round {round}: {left:?} is down");
+        }
+        if let Some(left) = nl.get_link(index).unwrap() {
+            assert!(left.being_deleted, "round {round}: {left:?}");
+            assert!(!left.lower_up, "round {round}: {left:?} has no carrier");
+        }
+        // And both ends are gone soon after, without anything else done here.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while nl.get_link(index).unwrap().is_some() || inside.get_link(peer).unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "round {round}: the retired veth was not deleted within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+    // A plain deletion blocks 20-30 ms here; this must not.
+    times.sort();
+    assert!(
+        times[2] < std::time::Duration::from_millis(10),
+        "median {:?} of {times:?}",
+        times[2]
+    );
+    // Nothing there: false, not an error.
+    assert!(!nl.delete_link_in_background("nosuch", None).unwrap());
+    // Without a socket where the other end is, that end keeps its name
+    // until the deletion takes it.
+    nl.create_veth(
+        &LinkSpec::new("nlv-y"),
+        &LinkSpec::new("eth1").netns(&sandbox),
+    )
+    .unwrap();
+    assert!(nl.delete_link_in_background("nlv-y", None).unwrap());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while inside.get_link("eth1").unwrap().is_some() || nl.get_link("nlv-y").unwrap().is_some() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "eth1 was not deleted within 10 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}

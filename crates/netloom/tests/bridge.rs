@@ -84,37 +84,43 @@ fn disconnect_and_network_rm_leave_nothing() {
     );
 
     w.ok(&["disconnect", "web", "a"]);
+    // At once: the endpoint's veth is out of service (its host end marked
+    // as being deleted, its sandbox end down and renamed, so eth0 is free)
+    // and carries nothing.
     assert_eq!(
-        w.host_links()
+        w.links_in_service(None)
             .iter()
             .filter(|l| l.starts_with("nlv-"))
             .count(),
         1
     );
-    assert!(w
-        .ip_json(Some("a"), "link show")
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|l| l["ifname"] == "lo"));
+    assert_eq!(w.links_in_service(Some("a")), ["lo"]);
+    let in_a = w.ip_json(Some("a"), "link show");
+    for l in in_a.as_array().unwrap() {
+        assert!(
+            !l["flags"].as_array().unwrap().iter().any(|f| f == "UP") || l["ifname"] == "lo",
+            "{in_a}"
+        );
+    }
     assert!(!w.ping("b", "10.88.0.2"));
+    // Soon after, the kernel has deleted the veth.
+    assert_eq!(w.links_once_reaped(Some("a")), ["lo"]);
+    assert_eq!(
+        w.links_once_reaped(None)
+            .iter()
+            .filter(|l| l.starts_with("nlv-"))
+            .count(),
+        1
+    );
     let err = w.fails(&["disconnect", "web", "a"]);
     assert!(err.contains("not connected to network \"web\""), "{err}");
 
     let err = w.fails(&["network", "rm", "web"]);
     assert!(err.contains("b (eth0)") && err.contains("--force"), "{err}");
     w.ok(&["network", "rm", "web", "--force"]);
-    assert!(
-        w.host_links().iter().all(|l| !l.starts_with("nl")),
-        "{:?}",
-        w.host_links()
-    );
-    assert!(w
-        .ip_json(Some("b"), "link show")
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|l| l["ifname"] == "lo"));
+    let host = w.links_once_reaped(None);
+    assert!(host.iter().all(|l| !l.starts_with("nl")), "{host:?}");
+    assert_eq!(w.links_once_reaped(Some("b")), ["lo"]);
     assert_eq!(w.json(&["endpoint", "ls"]), serde_json::json!([]));
     w.assert_clean();
 }

@@ -18,7 +18,7 @@ use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, MacAddr, Netns, Route};
 use netloom_model::endpoint::parse_mac;
 use netloom_model::{Endpoint, Mode, ModelError, Network};
 
-use super::delete_link_if_present;
+use super::{delete_link_if_present, delete_link_in_background_if_present};
 use crate::driver::{check_options, Driver};
 use crate::firewall::{EndpointFirewall, NetworkFirewall};
 use crate::kernel::Kernel;
@@ -317,15 +317,18 @@ impl Driver for BridgeDriver {
         kernel: &mut Kernel,
         network: &Network,
         endpoint: &Endpoint,
-        _sandbox: Option<&Netns>,
+        sandbox: Option<&Netns>,
     ) -> Result<(), EngineError> {
         let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
-        delete_link_if_present(kernel, &veth_name(endpoint), &what)?;
-        kernel.firewall()?.remove_endpoint(
-            &network_firewall(network)?,
-            &endpoint_firewall(network, endpoint, true)?,
-        )?;
-        Ok(())
+        // The veth goes even if the rules could not.
+        let rules = kernel.firewall().and_then(|fw| {
+            Ok(fw.remove_endpoint(
+                &network_firewall(network)?,
+                &endpoint_firewall(network, endpoint, true)?,
+            )?)
+        });
+        delete_link_in_background_if_present(kernel, &veth_name(endpoint), sandbox, &what)?;
+        rules
     }
 
     fn endpoint_oper_info(

@@ -140,6 +140,50 @@ impl World {
             .collect()
     }
 
+    /// Link names in a sandbox (or the host when `sandbox` is None), each
+    /// with whether it is on its way out: retired (`nlx…`, the sandbox end
+    /// of a removed endpoint's veth) or marked as being deleted (the host
+    /// end), both deleted in the background.
+    pub fn links_with_state(&self, sandbox: Option<&str>) -> Vec<(String, bool)> {
+        self.ip_json(sandbox, "link show")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| {
+                let name = l["ifname"].as_str().unwrap().to_string();
+                let leaving = name.starts_with("nlx") || l["ifalias"] == "netloom: being deleted";
+                (name, leaving)
+            })
+            .collect()
+    }
+
+    /// Link names in a sandbox (or the host) but those on their way out.
+    pub fn links_in_service(&self, sandbox: Option<&str>) -> Vec<String> {
+        self.links_with_state(sandbox)
+            .into_iter()
+            .filter(|(_, leaving)| !leaving)
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Link names in a sandbox (or the host) once those on their way out
+    /// are gone; fails after 10 s.
+    pub fn links_once_reaped(&self, sandbox: Option<&str>) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let links = self.links_with_state(sandbox);
+            if links.iter().all(|(_, leaving)| !leaving) {
+                return links.into_iter().map(|(n, _)| n).collect();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "links on their way out still there after 10 s in {}: {links:?}",
+                sandbox.unwrap_or("the host")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Addresses (ADDR/LEN) of an interface inside a sandbox.
     pub fn addrs(&self, sandbox: &str, ifname: &str) -> Vec<String> {
         let v = self.ip_json(Some(sandbox), &format!("addr show dev {ifname}"));
