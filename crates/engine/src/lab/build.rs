@@ -4,15 +4,18 @@
 //! Per node: one named namespace, one `RTM_NEWLINK` that makes the veth
 //! with its bridge port enslaved and up and its peer created directly in
 //! the node's namespace, then a handful of messages on one socket inside
-//! the node (loopback, eth0, addresses, default routes). No process is
-//! spawned per node; the only `nft` run is the lab's rule skeleton.
+//! the node (loopback, eth0, addresses, default routes). The lab's NAT
+//! rules are one nf_tables transaction over netlink. No process is spawned.
 //!
 //! Teardown removes the namespaces: the kernel frees their veths with them.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netloom_kernel::lab_support::create_named_with_socket;
-use netloom_kernel::nft::RulesetJob;
+use netloom_kernel::nft::{
+    Batch, ChainDef, ChainType, Element, Family, Hook, KeyField, NameMatch, NftSocket, Rule,
+    SetDef, TableDef, Value, ValueKind, PRIORITY_DSTNAT, PRIORITY_SRCNAT,
+};
 use netloom_kernel::{
     AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
 };
@@ -34,42 +37,82 @@ pub struct NodePort {
     pub port: u16,
 }
 
-fn bridge_ruleset(ports: &[NodePort]) -> String {
-    let elements = |v6: bool| {
-        if ports.is_empty() {
-            return String::new();
-        }
-        let list: Vec<String> = ports
-            .iter()
-            .map(|p| {
-                let to = if v6 {
-                    p.ipv6.to_string()
-                } else {
-                    p.ipv4.to_string()
-                };
-                format!("{} . {} : {to} . {}", p.proto, p.host_port, p.port)
-            })
-            .collect();
-        format!(" elements = {{ {} }};", list.join(", "))
+/// The lab's NAT rules in its bridge namespace: published ports coming
+/// from the gateway are translated to their node (IPv4 and IPv6), and
+/// what leaves for the gateway is masqueraded. As nft text:
+///
+/// ```text
+/// table inet netloom-lab {
+///     map ports4 { type inet_proto . inet_service : ipv4_addr . inet_service; elements = { ... } }
+///     map ports6 { type inet_proto . inet_service : ipv6_addr . inet_service; elements = { ... } }
+///     chain prerouting {
+///         type nat hook prerouting priority dstnat; policy accept;
+///         iifname "up0" meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
+///         iifname "up0" meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
+///     }
+///     chain postrouting {
+///         type nat hook postrouting priority srcnat; policy accept;
+///         oifname "up0" masquerade
+///     }
+/// }
+/// ```
+fn bridge_table(ports: &[NodePort]) -> TableDef {
+    let key = [KeyField::L4proto, KeyField::ThDport];
+    let port_key = |p: &NodePort| {
+        Element::concat([
+            Value::InetProto(gateway::proto_number(p.proto)),
+            Value::InetService(p.host_port),
+        ])
     };
-    format!(
-        "table inet {LAB_TABLE} {{
-\tmap ports4 {{ type inet_proto . inet_service : ipv4_addr . inet_service;{} }}
-\tmap ports6 {{ type inet_proto . inet_service : ipv6_addr . inet_service;{} }}
-\tchain prerouting {{
-\t\ttype nat hook prerouting priority dstnat; policy accept;
-\t\tiifname \"{BRIDGE_UPLINK}\" meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
-\t\tiifname \"{BRIDGE_UPLINK}\" meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
-\t}}
-\tchain postrouting {{
-\t\ttype nat hook postrouting priority srcnat; policy accept;
-\t\toifname \"{BRIDGE_UPLINK}\" masquerade
-\t}}
-}}
-",
-        elements(false),
-        elements(true)
-    )
+    let to4 = ports
+        .iter()
+        .map(|p| port_key(p).with_data([Value::Ipv4Addr(p.ipv4), Value::InetService(p.port)]));
+    let to6 = ports
+        .iter()
+        .map(|p| port_key(p).with_data([Value::Ipv6Addr(p.ipv6), Value::InetService(p.port)]));
+    let uplink = || NameMatch::Is(BRIDGE_UPLINK.into());
+    TableDef::new(Family::Inet, LAB_TABLE)
+        .set(
+            SetDef::map(
+                "ports4",
+                key.map(KeyField::kind),
+                [ValueKind::Ipv4Addr, ValueKind::InetService],
+            )
+            .elements(to4),
+        )
+        .set(
+            SetDef::map(
+                "ports6",
+                key.map(KeyField::kind),
+                [ValueKind::Ipv6Addr, ValueKind::InetService],
+            )
+            .elements(to6),
+        )
+        .chain(ChainDef::new(
+            "prerouting",
+            ChainType::Nat,
+            Hook::Prerouting,
+            PRIORITY_DSTNAT,
+        ))
+        .chain(ChainDef::new(
+            "postrouting",
+            ChainType::Nat,
+            Hook::Postrouting,
+            PRIORITY_SRCNAT,
+        ))
+        .rule(
+            Rule::new("prerouting")
+                .iifname(uplink())
+                .nfproto(Family::Ip)
+                .dnat_map(Family::Ip, &key, "ports4", true),
+        )
+        .rule(
+            Rule::new("prerouting")
+                .iifname(uplink())
+                .nfproto(Family::Ip6)
+                .dnat_map(Family::Ip6, &key, "ports6", true),
+        )
+        .rule(Rule::new("postrouting").oifname(uplink()).masquerade())
 }
 
 fn prefixes(v4: Ipv4Addr, len4: u8, v6: Ipv6Addr, len6: u8) -> [IpPrefix; 2] {
@@ -80,16 +123,14 @@ fn prefixes(v4: Ipv4Addr, len4: u8, v6: Ipv6Addr, len6: u8) -> [IpPrefix; 2] {
 }
 
 /// A lab's bridge namespace as [`make_bridge`] leaves it: a socket in
-/// it, the bridge's index, and its NAT rules still being applied (finish
-/// the job before the lab is used).
+/// it, and the bridge's index.
 pub struct Bridge {
     pub nl: Netlink,
     pub index: u32,
-    pub rules: RulesetJob,
 }
 
-/// Makes a lab's bridge namespace and its link to the gateway. The NAT
-/// rules are started first and applied while the links are made.
+/// Makes a lab's bridge namespace, its NAT rules and its link to the
+/// gateway.
 pub fn make_bridge(
     gw: &Netns,
     plan: &LabPlan,
@@ -100,11 +141,10 @@ pub fn make_bridge(
     let what = format!("lab {lab:?}");
     let name = bridge_netns_name(lab);
     let ns = Netns::create_named(&name).map_err(kerr(format!("{what}: create netns {name}")))?;
-    let rules = RulesetJob::start(
-        Some(&netloom_kernel::named_path(&name)),
-        &bridge_ruleset(ports),
-    )
-    .map_err(fw_err(&format!("{what}: NAT rules in {name}")))?;
+    let rules = format!("{what}: NAT rules in {name}");
+    NftSocket::open_in(&netloom_kernel::named_path(&name))
+        .and_then(|mut nft| nft.commit(Batch::new().add_table(bridge_table(ports))))
+        .map_err(fw_err(&rules))?;
     let link = lab_link(slot);
     let mut gwnl =
         Netlink::open_in(gw).map_err(kerr(format!("{what}: open netlink in the gateway")))?;
@@ -166,11 +206,7 @@ pub fn make_bridge(
         nl.add_address(br, p, AddressOptions::nodad())
             .map_err(kerr(format!("{what}: add {p} to {BRIDGE}")))?;
     }
-    Ok(Bridge {
-        nl,
-        index: br,
-        rules,
-    })
+    Ok(Bridge { nl, index: br })
 }
 
 /// How many namespaces are made at once. Making a network namespace is
@@ -372,4 +408,74 @@ pub fn gateway_links() -> Result<Vec<GatewayLink>, EngineError> {
             name: l.name,
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The nft text the bridge's rules were written as before.
+    fn bridge_ruleset(ports: &[NodePort]) -> String {
+        let elements = |v6: bool| {
+            if ports.is_empty() {
+                return String::new();
+            }
+            let list: Vec<String> = ports
+                .iter()
+                .map(|p| {
+                    let to = if v6 {
+                        p.ipv6.to_string()
+                    } else {
+                        p.ipv4.to_string()
+                    };
+                    format!("{} . {} : {to} . {}", p.proto, p.host_port, p.port)
+                })
+                .collect();
+            format!(" elements = {{ {} }};", list.join(", "))
+        };
+        format!(
+            "table inet {LAB_TABLE} {{
+\tmap ports4 {{ type inet_proto . inet_service : ipv4_addr . inet_service;{} }}
+\tmap ports6 {{ type inet_proto . inet_service : ipv6_addr . inet_service;{} }}
+\tchain prerouting {{
+\t\ttype nat hook prerouting priority dstnat; policy accept;
+\t\tiifname \"{BRIDGE_UPLINK}\" meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
+\t\tiifname \"{BRIDGE_UPLINK}\" meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
+\t}}
+\tchain postrouting {{
+\t\ttype nat hook postrouting priority srcnat; policy accept;
+\t\toifname \"{BRIDGE_UPLINK}\" masquerade
+\t}}
+}}
+",
+            elements(false),
+            elements(true)
+        )
+    }
+
+    #[test]
+    fn the_bridge_table_is_the_old_ruleset() {
+        let ports = [
+            NodePort {
+                proto: "tcp",
+                host_port: 8080,
+                ipv4: Ipv4Addr::new(172, 18, 0, 2),
+                ipv6: "fd00:18::2".parse().unwrap(),
+                port: 80,
+            },
+            NodePort {
+                proto: "udp",
+                host_port: 5353,
+                ipv4: Ipv4Addr::new(172, 18, 0, 3),
+                ipv6: "fd00:18::3".parse().unwrap(),
+                port: 53,
+            },
+        ];
+        for n in [0, 2] {
+            gateway::same_as_text::assert_same(
+                [bridge_table(&ports[..n])],
+                &bridge_ruleset(&ports[..n]),
+            );
+        }
+    }
 }

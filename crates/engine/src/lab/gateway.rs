@@ -11,7 +11,11 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use netloom_kernel::nft::{Element, Family, NftSocket, RulesetJob, SetRef, TableRef, Value};
+use netloom_kernel::nft::{
+    Batch, ChainDef, ChainType, Element, Family, Hook, KeyField, NameMatch, NftSocket, Rule,
+    SetDef, SetRef, TableDef, TableRef, Value, ValueKind, PRIORITY_DSTNAT, PRIORITY_FILTER,
+    PRIORITY_SRCNAT,
+};
 use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
 
 use super::plan::LabPlan;
@@ -47,6 +51,148 @@ pub fn proto_number(proto: &str) -> u8 {
     }
 }
 
+/// The lookup key of published ports: `meta l4proto . th dport`.
+const PORT_KEY: [KeyField; 2] = [KeyField::L4proto, KeyField::ThDport];
+
+/// The host's NAT rules, one table per family: local connections and
+/// packets to a published port go to the gateway, and what the gateway
+/// sends out, or what comes back through the host link, is masqueraded.
+/// As nft text (and the same with `ip6`):
+///
+/// ```text
+/// table ip netloom-lab {
+///     set ports { type inet_proto . inet_service; }
+///     chain prerouting {
+///         type nat hook prerouting priority dstnat; policy accept;
+///         fib daddr type local meta l4proto . th dport @ports dnat ip to GATEWAY
+///     }
+///     chain output {
+///         type nat hook output priority -100; policy accept;
+///         fib daddr type local meta l4proto . th dport @ports dnat ip to GATEWAY
+///     }
+///     chain postrouting {
+///         type nat hook postrouting priority srcnat; policy accept;
+///         ip saddr GATEWAY oifname != "nlgw" masquerade
+///         iifname "nlgw" oifname "nlgw" masquerade
+///     }
+/// }
+/// ```
+fn host_tables(plan: &LabPlan) -> [TableDef; 2] {
+    [
+        (Family::Ip, IpAddr::V4(plan.gateway_v4())),
+        (Family::Ip6, IpAddr::V6(plan.gateway_v6())),
+    ]
+    .map(|(family, gw)| {
+        let host_link = || NameMatch::Is(HOST_LINK.into());
+        let to_gateway = |chain: &str| {
+            Rule::new(chain)
+                .fib_daddr_local()
+                .key_in(&PORT_KEY, "ports")
+                .dnat_to(gw)
+        };
+        TableDef::new(family, LAB_TABLE)
+            .set(SetDef::set("ports", PORT_KEY.map(KeyField::kind)))
+            .chain(ChainDef::new(
+                "prerouting",
+                ChainType::Nat,
+                Hook::Prerouting,
+                PRIORITY_DSTNAT,
+            ))
+            .chain(ChainDef::new("output", ChainType::Nat, Hook::Output, -100))
+            .chain(ChainDef::new(
+                "postrouting",
+                ChainType::Nat,
+                Hook::Postrouting,
+                PRIORITY_SRCNAT,
+            ))
+            .rule(to_gateway("prerouting"))
+            .rule(to_gateway("output"))
+            .rule(
+                Rule::new("postrouting")
+                    .saddr(gw)
+                    .oifname(NameMatch::IsNot(HOST_LINK.into()))
+                    .masquerade(),
+            )
+            .rule(
+                Rule::new("postrouting")
+                    .iifname(host_link())
+                    .oifname(host_link())
+                    .masquerade(),
+            )
+    })
+}
+
+/// The gateway's NAT rules: published ports coming from the host go to
+/// their lab's bridge namespace, what leaves for the host is
+/// masqueraded, and labs cannot reach each other. As nft text:
+///
+/// ```text
+/// table inet netloom-lab {
+///     map ports4 { type inet_proto . inet_service : ipv4_addr; }
+///     map ports6 { type inet_proto . inet_service : ipv6_addr; }
+///     chain prerouting {
+///         type nat hook prerouting priority dstnat; policy accept;
+///         iifname "uplink" meta nfproto ipv4 dnat ip to meta l4proto . th dport map @ports4
+///         iifname "uplink" meta nfproto ipv6 dnat ip6 to meta l4proto . th dport map @ports6
+///     }
+///     chain postrouting {
+///         type nat hook postrouting priority srcnat; policy accept;
+///         oifname "uplink" masquerade
+///     }
+///     chain forward {
+///         type filter hook forward priority filter; policy accept;
+///         iifname "l*" oifname "l*" drop
+///     }
+/// }
+/// ```
+fn gateway_table() -> TableDef {
+    let uplink = || NameMatch::Is(GATEWAY_UPLINK.into());
+    let lab_links = || NameMatch::StartsWith(LAB_LINK_PREFIX.into());
+    let kinds = PORT_KEY.map(KeyField::kind);
+    TableDef::new(Family::Inet, LAB_TABLE)
+        .set(SetDef::map("ports4", kinds, [ValueKind::Ipv4Addr]))
+        .set(SetDef::map("ports6", kinds, [ValueKind::Ipv6Addr]))
+        .chain(ChainDef::new(
+            "prerouting",
+            ChainType::Nat,
+            Hook::Prerouting,
+            PRIORITY_DSTNAT,
+        ))
+        .chain(ChainDef::new(
+            "postrouting",
+            ChainType::Nat,
+            Hook::Postrouting,
+            PRIORITY_SRCNAT,
+        ))
+        .chain(ChainDef::new(
+            "forward",
+            ChainType::Filter,
+            Hook::Forward,
+            PRIORITY_FILTER,
+        ))
+        .rule(
+            Rule::new("prerouting")
+                .iifname(uplink())
+                .nfproto(Family::Ip)
+                .dnat_map(Family::Ip, &PORT_KEY, "ports4", false),
+        )
+        .rule(
+            Rule::new("prerouting")
+                .iifname(uplink())
+                .nfproto(Family::Ip6)
+                .dnat_map(Family::Ip6, &PORT_KEY, "ports6", false),
+        )
+        .rule(Rule::new("postrouting").oifname(uplink()).masquerade())
+        .rule(
+            Rule::new("forward")
+                .iifname(lab_links())
+                .oifname(lab_links())
+                .drop(),
+        )
+}
+
+/// [`host_tables`] as the nft text it was written as before.
+#[cfg(test)]
 fn host_ruleset(plan: &LabPlan) -> String {
     let mut t = String::new();
     for (family, ip, gw) in [
@@ -84,6 +230,8 @@ fn host_ruleset(plan: &LabPlan) -> String {
     t
 }
 
+/// [`gateway_table`] as the nft text it was written as before.
+#[cfg(test)]
 fn gateway_ruleset() -> String {
     format!(
         "table inet {LAB_TABLE} {{
@@ -107,11 +255,9 @@ fn gateway_ruleset() -> String {
     )
 }
 
-/// The gateway as [`ensure`] leaves it: its namespace, and when it was
-/// just made, its NAT rules (host and gateway) still being applied.
+/// The gateway as [`ensure`] leaves it: complete, with its namespace.
 pub struct Gateway {
     pub ns: Netns,
-    pub rules: Vec<RulesetJob>,
 }
 
 /// The file that says the gateway is complete: it holds the inode of the
@@ -157,11 +303,10 @@ pub fn mark_ready(state_dir: &Path) -> Result<(), EngineError> {
     })
 }
 
-/// Makes the gateway unless it is there: the namespace, the veth, the
-/// addresses and routes, forwarding, and the NAT skeletons. The two
-/// rulesets are started first and applied while the links are made;
-/// finish [`Gateway::rules`], then [`mark_ready`], before the gateway is
-/// used. Callers hold the lab lock.
+/// Makes the gateway unless it is there: the namespace, the NAT rules of
+/// the host and of the gateway (one nf_tables transaction each), the
+/// veth, the addresses and routes, and forwarding; then marks it ready
+/// ([`mark_ready`]). Callers hold the lab lock.
 pub fn ensure(
     host: &mut Netlink,
     plan: &LabPlan,
@@ -170,10 +315,7 @@ pub fn ensure(
     let what = "lab gateway";
     if is_ready(state_dir) {
         if let Ok(ns) = Netns::open_named(GATEWAY_NETNS) {
-            return Ok(Gateway {
-                ns,
-                rules: Vec::new(),
-            });
+            return Ok(Gateway { ns });
         }
     }
     // Half a gateway (an interrupted command), or the last one's host
@@ -191,12 +333,16 @@ pub fn ensure(
     }
     let gw = Netns::create_named(GATEWAY_NETNS)
         .map_err(kerr(format!("{what}: create netns {GATEWAY_NETNS}")))?;
-    let rules = vec![
-        RulesetJob::start(None, &host_ruleset(plan))
-            .map_err(fw_err(&format!("{what}: host NAT rules")))?,
-        RulesetJob::start(Some(&gateway_path()), &gateway_ruleset())
-            .map_err(fw_err(&format!("{what}: NAT rules")))?,
-    ];
+    let mut host_tables_batch = Batch::new();
+    for table in host_tables(plan) {
+        host_tables_batch.add_table(table);
+    }
+    NftSocket::open()
+        .and_then(|mut nft| nft.commit(&host_tables_batch))
+        .map_err(fw_err(&format!("{what}: host NAT rules")))?;
+    NftSocket::open_in(&gateway_path())
+        .and_then(|mut nft| nft.commit(Batch::new().add_table(gateway_table())))
+        .map_err(fw_err(&format!("{what}: NAT rules")))?;
     host.create_veth(
         &LinkSpec::new(HOST_LINK),
         &LinkSpec::new(GATEWAY_UPLINK).netns(&gw),
@@ -234,21 +380,8 @@ pub fn ensure(
         ("net.ipv6.conf.all.forwarding", "1"),
     ])
     .map_err(kerr(format!("{what}: enable forwarding")))?;
-    Ok(Gateway { ns: gw, rules })
-}
-
-/// Finishes the rules [`ensure`] started; the first error wins.
-pub fn finish_rules(rules: Vec<RulesetJob>) -> Result<(), EngineError> {
-    let mut first = None;
-    for job in rules {
-        if let Err(e) = job.finish() {
-            first.get_or_insert(e);
-        }
-    }
-    match first {
-        None => Ok(()),
-        Some(e) => Err(fw_err("lab gateway: NAT rules")(e)),
-    }
+    mark_ready(state_dir)?;
+    Ok(Gateway { ns: gw })
 }
 
 /// Brings `link`, one end of the host ↔ gateway veth, up in `nl`'s
@@ -400,4 +533,106 @@ pub fn set_ports(
         r.map_err(fw_err(what))?;
     }
     Ok(())
+}
+
+/// Checks that the lab's rule definitions are the nft rulesets they
+/// replaced: each is committed over netlink in one throwaway host and
+/// loaded by `nft -f` from the old text in another, and nft must list
+/// both the same, down to the kernel's expressions.
+#[cfg(test)]
+pub(super) mod same_as_text {
+    use netloom_kernel::nft::{apply_ruleset, Batch, NftSocket, TableDef};
+    use netloom_testhost::Host;
+
+    fn host() -> Option<Host> {
+        let host = match Host::try_new() {
+            Ok(host) => host,
+            Err(e) => {
+                netloom_testhost::skip(e);
+                return None;
+            }
+        };
+        match host.command("nft").arg("--version").output() {
+            Ok(out) if out.status.success() => Some(host),
+            _ => {
+                netloom_testhost::skip("the nft program is missing (apt-get install nftables)");
+                None
+            }
+        }
+    }
+
+    fn nft(host: &Host, args: &[&str]) -> String {
+        let out = host.command("nft").args(args).output().expect("run nft");
+        assert!(
+            out.status.success(),
+            "nft {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    /// `nft list ruleset`, and `nft --debug=netlink list ruleset` without
+    /// rule handles and with each set's element lines sorted.
+    fn listings(host: &Host) -> (String, String) {
+        let mut lines = Vec::new();
+        let mut elements = Vec::new();
+        for line in nft(host, &["--debug=netlink", "list", "ruleset"]).lines() {
+            if line.trim_start().starts_with("element ") {
+                elements.push(line.to_string());
+                continue;
+            }
+            elements.sort();
+            lines.append(&mut elements);
+            let words: Vec<&str> = line.split_whitespace().collect();
+            let rule_head = !line.starts_with(char::is_whitespace)
+                && ["ip", "ip6", "inet"].contains(&words.first().copied().unwrap_or(""));
+            if rule_head && words.len() > 3 {
+                lines.push(words[..3].join(" "));
+            } else {
+                lines.push(line.to_string());
+            }
+        }
+        elements.sort();
+        lines.append(&mut elements);
+        (nft(host, &["list", "ruleset"]), lines.join("\n"))
+    }
+
+    pub(in crate::lab) fn assert_same(tables: impl IntoIterator<Item = TableDef>, text: &str) {
+        let (Some(ours), Some(theirs)) = (host(), host()) else {
+            return;
+        };
+        let mut batch = Batch::new();
+        for t in tables {
+            batch.add_table(t);
+        }
+        NftSocket::open_in(ours.netns_path())
+            .and_then(|mut nft| nft.commit(&batch))
+            .unwrap_or_else(|e| panic!("{e}"));
+        apply_ruleset(Some(theirs.netns_path()), text).unwrap_or_else(|e| panic!("{e}"));
+        let (text_ours, netlink_ours) = listings(&ours);
+        let (text_theirs, netlink_theirs) = listings(&theirs);
+        assert!(text_theirs.contains("table"), "{text_theirs}");
+        assert_eq!(text_ours, text_theirs, "nft list ruleset");
+        assert_eq!(
+            netlink_ours, netlink_theirs,
+            "nft --debug=netlink list ruleset"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lab::plan::PlanSettings;
+
+    #[test]
+    fn the_host_tables_are_the_old_ruleset() {
+        let plan = LabPlan::resolve(&PlanSettings::default()).unwrap();
+        same_as_text::assert_same(host_tables(&plan), &host_ruleset(&plan));
+    }
+
+    #[test]
+    fn the_gateway_table_is_the_old_ruleset() {
+        same_as_text::assert_same([gateway_table()], &gateway_ruleset());
+    }
 }

@@ -284,8 +284,7 @@ impl Engine {
     /// Addresses, then the kernel.
     ///
     /// `lock` (the lab lock, held) is released as soon as the gateway is
-    /// known to be complete: at once if it was there, else once its rules
-    /// are applied.
+    /// known to be complete: at once if it was there, else once it is made.
     fn lab_make(
         &mut self,
         store: &mut LabStore,
@@ -298,10 +297,7 @@ impl Engine {
         let plan = &doc.plan;
         let host = self.kernel.host()?;
         let gw = gateway::ensure(host, plan, &self.state_dir)?;
-        let gateway_rules = gw.rules;
-        if gateway_rules.is_empty() {
-            lock.take();
-        }
+        lock.take();
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "gateway there");
         let net = ipam_network(&spec.name);
         self.store.create_network(&NetworkRequest {
@@ -369,16 +365,6 @@ impl Engine {
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "bridge namespace made");
         build::make_nodes(&mut bridge.nl, bridge.index, plan, &spec.name, &doc.nodes)?;
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "nodes made");
-        if !gateway_rules.is_empty() {
-            gateway::finish_rules(gateway_rules)?;
-            gateway::mark_ready(&self.state_dir)?;
-            lock.take();
-        }
-        bridge
-            .rules
-            .finish()
-            .map_err(super::fw_err(&format!("lab {:?}: NAT rules", spec.name)))?;
-        tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "rules applied");
         gateway::set_ports(plan, slot, &published(&spec.ports), true)?;
         let lab = Lab {
             name: spec.name.clone(),

@@ -125,7 +125,9 @@ pub(crate) fn fw_err(
         netloom_model::ModelError::Invalid {
             object: action.to_string(),
             why: e.to_string(),
-            fix: "check that nftables (nft) is installed and that netloom runs as root".into(),
+            fix: "check that the kernel has nf_tables with NAT (modules nf_tables, nft_nat, nft_fib, \
+                  nft_masq) and that netloom runs as root"
+                .into(),
         }
         .into()
     }

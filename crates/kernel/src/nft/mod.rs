@@ -2,9 +2,12 @@
 //!
 //! Two paths, by design (see DESIGN.md, "Kernel access"):
 //!
-//! * **Skeletons**, once per network: readable nft text applied atomically
-//!   by [`apply_ruleset`], which runs `nft -f -`. This is the only place a
-//!   process is spawned.
+//! * **Skeletons**, once per network: tables of sets, chains and rules.
+//!   Either readable nft text applied atomically by [`apply_ruleset`],
+//!   which runs `nft -f -` (the only place a process is spawned), or,
+//!   where that process costs too much, a [`TableDef`] built in code and
+//!   added in-process in one transaction by [`Batch::add_table`]; it sends
+//!   what nft would send for the same text.
 //! * **Facts**, per endpoint (addresses, published ports, partition cuts):
 //!   elements of the skeleton's sets and maps, added and removed in-process
 //!   over netlink by an [`NftSocket`]. Each call is one nf_tables
@@ -42,7 +45,9 @@ mod diagnose;
 mod element;
 mod encode;
 mod error;
+mod expr;
 mod msg;
+mod rules;
 mod ruleset;
 mod socket;
 mod value;
@@ -52,6 +57,11 @@ use std::fmt;
 pub use decode::{RawData, RawElement, SetInfo};
 pub use element::{Element, ElementData, Verdict};
 pub use error::NftError;
+pub use expr::{CmpOp, Expr, FibAddr, MetaKey, NatKind, PayloadBase, Reg};
+pub use rules::{
+    ChainDef, ChainPolicy, ChainType, Hook, KeyField, NameMatch, Rule, SetDef, TableDef,
+    PRIORITY_DSTNAT, PRIORITY_FILTER, PRIORITY_SRCNAT,
+};
 pub use ruleset::{apply_ruleset, RulesetJob};
 pub use socket::NftSocket;
 pub use value::{decode_values, encode_values, Value, ValueKind, IFNAME_LEN, MAX_VALUE_LEN};
@@ -235,6 +245,9 @@ pub enum BatchOp {
         /// The table.
         table: TableRef,
     },
+    /// Add a netloom table with its sets, elements, chains and rules (see
+    /// [`TableDef`]).
+    AddTable(TableDef),
 }
 
 impl BatchOp {
@@ -243,6 +256,7 @@ impl BatchOp {
         match self {
             BatchOp::Elements { op, .. } => matches!(op, ElementOp::Delete | ElementOp::Destroy),
             BatchOp::Flush { .. } | BatchOp::DeleteTable { .. } => true,
+            BatchOp::AddTable(_) => false,
         }
     }
 }
@@ -319,6 +333,13 @@ impl Batch {
         self.ops.push(BatchOp::DeleteTable {
             table: table.clone(),
         });
+        self
+    }
+
+    /// Adds a table with everything in it; only netloom tables, like
+    /// [`Batch::delete_table`].
+    pub fn add_table(&mut self, table: TableDef) -> &mut Self {
+        self.ops.push(BatchOp::AddTable(table));
         self
     }
 

@@ -79,6 +79,7 @@ impl NftSocket {
     /// on a short-lived thread of its own; the caller's stays where it is.
     pub fn open_in(netns: &Path) -> Result<Self, NftError> {
         let path = netns.to_path_buf();
+        let pin = crate::netns::PinToThisCpu::new();
         let thread = std::thread::Builder::new()
             .name("netloom-nft-open".into())
             .spawn(move || {
@@ -93,6 +94,7 @@ impl NftSocket {
                 NftSocket::open()
             })
             .map_err(|e| NftError::io("nft: start a thread to enter the network namespace", e))?;
+        drop(pin);
         thread.join().map_err(|_| {
             NftError::io(
                 "nft: open socket in network namespace",

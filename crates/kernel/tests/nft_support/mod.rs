@@ -155,3 +155,122 @@ pub fn assert_elements(
 pub fn addr(i: u32) -> Value {
     Value::Ipv4Addr(Ipv4Addr::new(10, 0, (i >> 8) as u8, i as u8))
 }
+
+/// Commits `batch` in `host`, panicking with the error on failure.
+pub fn commit(host: &Host, batch: &netloom_kernel::nft::Batch) {
+    socket(host).commit(batch).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// `nft list ruleset` in `host`.
+pub fn ruleset_text(host: &Host) -> String {
+    run(host, "nft", &["list", "ruleset"])
+}
+
+/// `nft -j list ruleset` in `host`, without handles (which count every
+/// object the kernel ever made in the table) and with every element list
+/// sorted.
+pub fn ruleset_json(host: &Host) -> Json {
+    fn normalize(v: &mut Json) {
+        match v {
+            Json::Object(map) => {
+                map.remove("handle");
+                for (key, value) in map.iter_mut() {
+                    normalize(value);
+                    if key == "elem" {
+                        if let Json::Array(list) = value {
+                            list.sort_by_key(|j| j.to_string());
+                        }
+                    }
+                }
+            }
+            Json::Array(list) => list.iter_mut().for_each(normalize),
+            _ => {}
+        }
+    }
+    let mut doc: Json = serde_json::from_str(&run(host, "nft", &["-j", "list", "ruleset"]))
+        .expect("nft prints JSON");
+    normalize(&mut doc);
+    doc
+}
+
+/// `nft --debug=netlink list ruleset` in `host`: every rule's kernel
+/// expressions (registers, lengths, data) and every element's bytes.
+/// Rule handles are cut from the rule lines and each set's element lines
+/// are sorted (the kernel lists a hash set in its own order).
+pub fn ruleset_netlink(host: &Host) -> String {
+    let text = run(host, "nft", &["--debug=netlink", "list", "ruleset"]);
+    let families = ["ip", "ip6", "inet", "arp", "bridge", "netdev"];
+    let mut out = Vec::new();
+    let mut elements: Vec<String> = Vec::new();
+    let flush = |out: &mut Vec<String>, elements: &mut Vec<String>| {
+        elements.sort();
+        out.append(elements);
+    };
+    for line in text.lines() {
+        if line.trim_start().starts_with("element ") {
+            elements.push(line.to_string());
+            continue;
+        }
+        flush(&mut out, &mut elements);
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.len() > 3 && families.contains(&words[0]) && !line.starts_with(char::is_whitespace)
+        {
+            out.push(words[..3].join(" "));
+        } else {
+            out.push(line.to_string());
+        }
+    }
+    flush(&mut out, &mut elements);
+    out.join("\n")
+}
+
+/// Every set and map of the ruleset in `host`, as our decoder reads its
+/// shape from the kernel (flags, type ids, lengths, concatenation fields:
+/// attributes nft's listing does not show).
+pub fn set_shapes(host: &Host) -> Vec<netloom_kernel::nft::SetInfo> {
+    let doc = ruleset_json(host);
+    let mut nft = socket(host);
+    let mut out = Vec::new();
+    for o in doc["nftables"].as_array().expect("nftables array") {
+        let Some(s) = o.get("set").or_else(|| o.get("map")) else {
+            continue;
+        };
+        let family = match s["family"].as_str().expect("family") {
+            "ip" => Family::Ip,
+            "ip6" => Family::Ip6,
+            "inet" => Family::Inet,
+            other => panic!("unexpected family {other}"),
+        };
+        let set = netloom_kernel::nft::SetRef::new(
+            family,
+            s["table"].as_str().expect("table"),
+            s["name"].as_str().expect("name"),
+        );
+        out.push(nft.set_info(&set).unwrap_or_else(|e| panic!("{e}")));
+    }
+    out
+}
+
+/// Asserts that the rulesets in `ours` and `theirs` are the same as nft
+/// lists them (text, JSON, kernel expressions) and as the kernel
+/// describes their sets.
+pub fn assert_same_ruleset(ours: &Host, theirs: &Host) {
+    let text = ruleset_text(theirs);
+    assert!(!text.trim().is_empty(), "the reference ruleset is empty");
+    assert_eq!(ruleset_text(ours), text, "nft list ruleset");
+    assert_eq!(
+        ruleset_json(ours),
+        ruleset_json(theirs),
+        "nft -j list ruleset"
+    );
+    assert_eq!(
+        ruleset_netlink(ours),
+        ruleset_netlink(theirs),
+        "nft --debug=netlink list ruleset"
+    );
+    assert_eq!(
+        set_shapes(ours),
+        set_shapes(theirs),
+        "sets as the kernel describes them"
+    );
+}
