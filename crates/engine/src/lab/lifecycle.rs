@@ -145,6 +145,21 @@ fn hosts_file(lab: &Lab) -> String {
     t
 }
 
+/// The plan stored in `store` (or the default when none is).
+fn plan_in(store: &mut LabStore, settings: &PlanSettings) -> Result<LabPlan, EngineError> {
+    match store.plan()? {
+        Some(stored) => serde_json::from_str(&stored.doc).map_err(|e| {
+            ModelError::Invalid {
+                object: "lab plan".into(),
+                why: format!("the stored plan cannot be read ({e})"),
+                fix: "give the plan settings explicitly".into(),
+            }
+            .into()
+        }),
+        None => Ok(LabPlan::resolve(settings)?),
+    }
+}
+
 impl Engine {
     fn lab_store(&self) -> Result<LabStore, EngineError> {
         Ok(LabStore::open(&self.state_dir)?)
@@ -156,17 +171,7 @@ impl Engine {
         if !settings.is_empty() {
             return Ok(LabPlan::resolve(settings)?);
         }
-        match self.lab_store()?.plan()? {
-            Some(stored) => serde_json::from_str(&stored.doc).map_err(|e| {
-                ModelError::Invalid {
-                    object: "lab plan".into(),
-                    why: format!("the stored plan cannot be read ({e})"),
-                    fix: "give the plan settings explicitly".into(),
-                }
-                .into()
-            }),
-            None => Ok(LabPlan::resolve(settings)?),
-        }
+        plan_in(&mut self.lab_store()?, settings)
     }
 
     /// Every lab.
@@ -222,7 +227,12 @@ impl Engine {
         // Recording under it also paces many parallel bring-ups, which
         // otherwise spin on the database and the kernel's RTNL lock.
         let mut lock = Some(LabLock::take(&self.state_dir)?);
-        let plan = self.lab_plan(settings)?;
+        let mut store = self.lab_store()?;
+        let plan = if settings.is_empty() {
+            plan_in(&mut store, settings)?
+        } else {
+            LabPlan::resolve(settings)?
+        };
         spec.check_plan(origin, &plan)?;
         let ports: Vec<LabPort> = spec
             .ports
@@ -241,7 +251,6 @@ impl Engine {
             plan: plan.clone(),
             nodes: Vec::new(),
         };
-        let mut store = self.lab_store()?;
         let slot = store.begin(&NewLab {
             name: &spec.name,
             doc: &serde_json::to_string(&doc).expect("labs serialise"),
