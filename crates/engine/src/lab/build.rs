@@ -12,15 +12,12 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use netloom_kernel::lab_support::create_named_with_socket;
-use netloom_kernel::nft::{
-    Batch, ChainDef, ChainType, Element, Family, Hook, KeyField, NameMatch, NftSocket, Rule,
-    SetDef, TableDef, Value, ValueKind, PRIORITY_DSTNAT, PRIORITY_SRCNAT,
-};
+use netloom_kernel::nft::{Batch, Element, NftSocket, TableDef, Value};
 use netloom_kernel::{
     AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
 };
 
-use super::gateway::{self, lab_link, LAB_TABLE};
+use super::gateway::{self, lab_link};
 use super::plan::LabPlan;
 use super::{
     bridge_netns_name, fw_err, kerr, node_netns_name, node_port, NodeRecord, BRIDGE, BRIDGE_UPLINK,
@@ -57,7 +54,6 @@ pub struct NodePort {
 /// }
 /// ```
 fn bridge_table(ports: &[NodePort]) -> TableDef {
-    let key = [KeyField::L4proto, KeyField::ThDport];
     let port_key = |p: &NodePort| {
         Element::concat([
             Value::InetProto(gateway::proto_number(p.proto)),
@@ -70,49 +66,7 @@ fn bridge_table(ports: &[NodePort]) -> TableDef {
     let to6 = ports
         .iter()
         .map(|p| port_key(p).with_data([Value::Ipv6Addr(p.ipv6), Value::InetService(p.port)]));
-    let uplink = || NameMatch::Is(BRIDGE_UPLINK.into());
-    TableDef::new(Family::Inet, LAB_TABLE)
-        .set(
-            SetDef::map(
-                "ports4",
-                key.map(KeyField::kind),
-                [ValueKind::Ipv4Addr, ValueKind::InetService],
-            )
-            .elements(to4),
-        )
-        .set(
-            SetDef::map(
-                "ports6",
-                key.map(KeyField::kind),
-                [ValueKind::Ipv6Addr, ValueKind::InetService],
-            )
-            .elements(to6),
-        )
-        .chain(ChainDef::new(
-            "prerouting",
-            ChainType::Nat,
-            Hook::Prerouting,
-            PRIORITY_DSTNAT,
-        ))
-        .chain(ChainDef::new(
-            "postrouting",
-            ChainType::Nat,
-            Hook::Postrouting,
-            PRIORITY_SRCNAT,
-        ))
-        .rule(
-            Rule::new("prerouting")
-                .iifname(uplink())
-                .nfproto(Family::Ip)
-                .dnat_map(Family::Ip, &key, "ports4", true),
-        )
-        .rule(
-            Rule::new("prerouting")
-                .iifname(uplink())
-                .nfproto(Family::Ip6)
-                .dnat_map(Family::Ip6, &key, "ports6", true),
-        )
-        .rule(Rule::new("postrouting").oifname(uplink()).masquerade())
+    gateway::forwarding_table(BRIDGE_UPLINK, true, to4, to6)
 }
 
 fn prefixes(v4: Ipv4Addr, len4: u8, v6: Ipv6Addr, len6: u8) -> [IpPrefix; 2] {
@@ -434,7 +388,7 @@ mod tests {
             format!(" elements = {{ {} }};", list.join(", "))
         };
         format!(
-            "table inet {LAB_TABLE} {{
+            "table inet {} {{
 \tmap ports4 {{ type inet_proto . inet_service : ipv4_addr . inet_service;{} }}
 \tmap ports6 {{ type inet_proto . inet_service : ipv6_addr . inet_service;{} }}
 \tchain prerouting {{
@@ -448,6 +402,7 @@ mod tests {
 \t}}
 }}
 ",
+            super::gateway::LAB_TABLE,
             elements(false),
             elements(true)
         )

@@ -146,12 +146,44 @@ fn host_tables(plan: &LabPlan) -> [TableDef; 2] {
 /// }
 /// ```
 fn gateway_table() -> TableDef {
-    let uplink = || NameMatch::Is(GATEWAY_UPLINK.into());
     let lab_links = || NameMatch::StartsWith(LAB_LINK_PREFIX.into());
+    forwarding_table(GATEWAY_UPLINK, false, [], [])
+        .chain(ChainDef::new(
+            "forward",
+            ChainType::Filter,
+            Hook::Forward,
+            PRIORITY_FILTER,
+        ))
+        .rule(
+            Rule::new("forward")
+                .iifname(lab_links())
+                .oifname(lab_links())
+                .drop(),
+        )
+}
+
+/// The shape the gateway's and every lab bridge's tables share: maps
+/// `ports4` and `ports6` from (protocol, port) to an address (and a port
+/// too when `with_port`), traffic coming in on `uplink` translated through
+/// them, and what leaves on `uplink` masqueraded.
+pub(super) fn forwarding_table(
+    uplink: &str,
+    with_port: bool,
+    to4: impl IntoIterator<Item = Element>,
+    to6: impl IntoIterator<Item = Element>,
+) -> TableDef {
+    let uplink = || NameMatch::Is(uplink.into());
     let kinds = PORT_KEY.map(KeyField::kind);
+    let data = |addr: ValueKind| {
+        if with_port {
+            vec![addr, ValueKind::InetService]
+        } else {
+            vec![addr]
+        }
+    };
     TableDef::new(Family::Inet, LAB_TABLE)
-        .set(SetDef::map("ports4", kinds, [ValueKind::Ipv4Addr]))
-        .set(SetDef::map("ports6", kinds, [ValueKind::Ipv6Addr]))
+        .set(SetDef::map("ports4", kinds, data(ValueKind::Ipv4Addr)).elements(to4))
+        .set(SetDef::map("ports6", kinds, data(ValueKind::Ipv6Addr)).elements(to6))
         .chain(ChainDef::new(
             "prerouting",
             ChainType::Nat,
@@ -164,31 +196,19 @@ fn gateway_table() -> TableDef {
             Hook::Postrouting,
             PRIORITY_SRCNAT,
         ))
-        .chain(ChainDef::new(
-            "forward",
-            ChainType::Filter,
-            Hook::Forward,
-            PRIORITY_FILTER,
-        ))
         .rule(
             Rule::new("prerouting")
                 .iifname(uplink())
                 .nfproto(Family::Ip)
-                .dnat_map(Family::Ip, &PORT_KEY, "ports4", false),
+                .dnat_map(Family::Ip, &PORT_KEY, "ports4", with_port),
         )
         .rule(
             Rule::new("prerouting")
                 .iifname(uplink())
                 .nfproto(Family::Ip6)
-                .dnat_map(Family::Ip6, &PORT_KEY, "ports6", false),
+                .dnat_map(Family::Ip6, &PORT_KEY, "ports6", with_port),
         )
         .rule(Rule::new("postrouting").oifname(uplink()).masquerade())
-        .rule(
-            Rule::new("forward")
-                .iifname(lab_links())
-                .oifname(lab_links())
-                .drop(),
-        )
 }
 
 /// [`host_tables`] as the nft text it was written as before.
