@@ -36,8 +36,35 @@ pub fn exec(w: &World, lab: &str, node: &str, args: &[&str]) -> Output {
 }
 
 /// Starts `netloom lab serve` on a node (answers `NODE.LAB`).
-pub fn serve(w: &World, lab: &str, node: &str, port: u16) -> Child {
-    w.host
+/// A child process killed and reaped when dropped, so a failing test
+/// leaves no server behind holding the test's output open.
+pub struct KillOnDrop(pub Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+pub fn serve(w: &World, lab: &str, node: &str, port: u16) -> KillOnDrop {
+    let child = w
+        .host
         .command(env!("CARGO_BIN_EXE_netloom"))
         .env("NETLOOM_STATE_DIR", STATE)
         .args([
@@ -54,7 +81,8 @@ pub fn serve(w: &World, lab: &str, node: &str, port: u16) -> Child {
         .arg(port.to_string())
         .stdout(std::process::Stdio::null())
         .spawn()
-        .unwrap()
+        .unwrap();
+    KillOnDrop(child)
 }
 
 /// Reads what a TCP server at HOST:PORT answers, from inside a lab node
