@@ -22,10 +22,7 @@ use crate::netns::PinToThisCpu;
 /// simply waits.
 pub(crate) fn release_in_background(fd: RawFd) -> bool {
     // SAFETY: plain system calls on descriptors this function owns or was
-    // given. After `fork` the children call only async-signal-safe
-    // functions (fork, sched_setaffinity, setsid, close_range, read,
-    // _exit), as required in
-    // a process that may have other threads.
+    // given; the detached process only reads a pipe (see `run_detached`).
     unsafe {
         let mut pipe = [0 as libc::c_int; 2];
         if libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) != 0 {
@@ -38,39 +35,16 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
             libc::close(tx);
             return false;
         }
-        // The intermediate child runs beside this thread, which waits for
-        // it (see `PinToThisCpu`); the holder gets the usual mask back.
-        let pin = PinToThisCpu::new();
-        let child = libc::fork();
-        if child < 0 {
-            libc::close(rx);
-            libc::close(tx);
-            libc::close(devnull);
-            return false;
-        }
-        if child == 0 {
-            // The intermediate child: makes the holder and exits at once,
-            // so the holder is adopted by init and never left a zombie here.
-            if libc::fork() != 0 {
-                libc::_exit(0);
-            }
-            pin.unpin_this_thread();
-            libc::setsid();
-            close_all_but(fd, rx);
+        let made = run_detached(fd, rx, || {
             let mut byte = 0u8;
             // Returns on EOF: the caller has let go of its reference.
             while libc::read(rx, (&mut byte as *mut u8).cast(), 1) < 0
                 && *libc::__errno_location() == libc::EINTR
             {}
-            libc::_exit(0);
-        }
+        });
         libc::close(rx);
-        let mut status = 0;
-        while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {
-        }
-        drop(pin);
         // Atomically drop this process's reference to the socket.
-        let swapped = libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
+        let swapped = made && libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
         libc::close(devnull);
         // EOF for the holder, which then exits with the last reference.
         libc::close(tx);
@@ -83,36 +57,54 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
 /// process's. Whether the process was made; if not, nothing was sent.
 /// The request goes out once: the caller must not need its answer.
 pub(crate) fn send_in_background(fd: RawFd, request: &[u8]) -> bool {
-    // SAFETY: as in `release_in_background`; the children call only
-    // fork, sched_setaffinity, setsid, close_range, send and _exit, on
-    // buffers made before the fork.
+    // SAFETY: the detached process only sends a buffer made before the
+    // fork (see `run_detached`).
     unsafe {
-        let pin = PinToThisCpu::new();
-        let child = libc::fork();
-        if child < 0 {
-            return false;
-        }
-        if child == 0 {
-            // The intermediate child: its exit status says whether the
-            // sender was made.
-            match libc::fork() {
-                0 => {}
-                n => libc::_exit(i32::from(n < 0)),
-            }
-            pin.unpin_this_thread();
-            libc::setsid();
-            close_all_but(fd, fd);
+        run_detached(fd, fd, || {
             while libc::send(fd, request.as_ptr().cast(), request.len(), 0) < 0
                 && *libc::__errno_location() == libc::EINTR
             {}
-            libc::_exit(0);
-        }
-        let mut status = 0;
-        while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {
-        }
-        drop(pin);
-        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        })
     }
+}
+
+/// Runs `body` in a detached process, forked twice so that init adopts it
+/// and it is never left a zombie here, in its own session, with every
+/// descriptor closed but `keep_a` and `keep_b`; it exits when `body`
+/// returns. Waits only for the intermediate process, pinned to this CPU
+/// meanwhile (see `PinToThisCpu`); the detached one gets the usual CPU
+/// mask back. Whether the detached process was made. No program is
+/// executed.
+///
+/// # Safety
+/// This process may have other threads, so after the fork `body` must call
+/// only async-signal-safe functions (plain system calls; no allocation, no
+/// locks), on memory made before the fork.
+unsafe fn run_detached(keep_a: RawFd, keep_b: RawFd, body: impl FnOnce()) -> bool {
+    let pin = PinToThisCpu::new();
+    let child = libc::fork();
+    if child < 0 {
+        return false;
+    }
+    if child == 0 {
+        // The intermediate process: its exit status says whether the
+        // detached one was made. What the children call here (fork,
+        // sched_setaffinity, setsid, close_range, _exit) is
+        // async-signal-safe.
+        match libc::fork() {
+            0 => {}
+            n => libc::_exit(i32::from(n < 0)),
+        }
+        pin.unpin_this_thread();
+        libc::setsid();
+        close_all_but(keep_a, keep_b);
+        body();
+        libc::_exit(0);
+    }
+    let mut status = 0;
+    while libc::waitpid(child, &mut status, 0) < 0 && *libc::__errno_location() == libc::EINTR {}
+    drop(pin);
+    libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
 }
 
 /// Closes every descriptor but `a` and `b` (close_range, Linux 5.9+).
