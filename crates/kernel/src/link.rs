@@ -447,7 +447,10 @@ impl Netlink {
             Err(e) if e.is_not_found() => return Ok(false),
             other => other?,
         }
-        if !crate::release::send_in_background(self.raw_fd(), &del_link_request(found.index)) {
+        let request = Netlink::unacknowledged_request(&RouteNetlinkMessage::DelLink(
+            link_ref_message(LinkRef::Index(found.index)),
+        ));
+        if !crate::release::send_in_background(self.raw_fd(), &request) {
             match self.delete_link(found.index) {
                 Err(e) if !e.is_not_found() => return Err(e),
                 _ => {}
@@ -467,22 +470,6 @@ pub const RETIRED_LINK_PREFIX: &str = "nlx";
 /// The alias of a link whose deletion is under way
 /// (see [`Netlink::delete_link_in_background`]).
 pub const DELETING_LINK_ALIAS: &str = "netloom: being deleted";
-
-/// A complete `RTM_DELLINK` request for link `index` that asks for no
-/// acknowledgement (nobody waits for one; an error reply carries a
-/// sequence number no request of this process uses, and is skipped).
-fn del_link_request(index: u32) -> [u8; 32] {
-    const RTM_DELLINK: u16 = 17;
-    const NLM_F_REQUEST: u16 = 0x01;
-    let mut m = [0u8; 32];
-    m[0..4].copy_from_slice(&32u32.to_ne_bytes());
-    m[4..6].copy_from_slice(&RTM_DELLINK.to_ne_bytes());
-    m[6..8].copy_from_slice(&NLM_F_REQUEST.to_ne_bytes());
-    m[8..12].copy_from_slice(&u32::MAX.to_ne_bytes());
-    // struct ifinfomsg: family, pad, type, index, flags, change.
-    m[20..24].copy_from_slice(&(index as i32).to_ne_bytes());
-    m
-}
 
 /// A link message addressing `link` by index or by name.
 pub(crate) fn link_ref_message(link: LinkRef<'_>) -> LinkMessage {

@@ -53,6 +53,18 @@ pub struct Netlink {
     netns: String,
 }
 
+/// Serialises `msg` with its netlink header into `buf`.
+fn write_request(buf: &mut Vec<u8>, msg: &RouteNetlinkMessage, flags: u16, seq: u32) {
+    let len = HEADER_LEN + msg.buffer_len();
+    buf.clear();
+    buf.resize(len, 0);
+    buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    buf[4..6].copy_from_slice(&msg.message_type().to_ne_bytes());
+    buf[6..8].copy_from_slice(&flags.to_ne_bytes());
+    buf[8..12].copy_from_slice(&seq.to_ne_bytes());
+    msg.emit(&mut buf[HEADER_LEN..]);
+}
+
 impl Netlink {
     /// Opens a socket in the calling thread's network namespace.
     ///
@@ -96,6 +108,17 @@ impl Netlink {
     /// The socket's descriptor, for a request sent by another process.
     pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
         std::os::fd::AsRawFd::as_raw_fd(&self.socket)
+    }
+
+    /// `msg` as a complete request that asks for no acknowledgement, for
+    /// another process to send on this socket ([`Netlink::raw_fd`]).
+    /// Nobody waits for an answer; an error reply carries a sequence
+    /// number no request of this socket uses (they count up from 1), and
+    /// is skipped.
+    pub(crate) fn unacknowledged_request(msg: &RouteNetlinkMessage) -> Vec<u8> {
+        let mut buf = Vec::new();
+        write_request(&mut buf, msg, NLM_F_REQUEST, u32::MAX);
+        buf
     }
 
     /// Which namespace this socket works in, for messages.
@@ -173,14 +196,7 @@ impl Netlink {
     ) -> Result<bool> {
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
-        let len = HEADER_LEN + msg.buffer_len();
-        self.tx.clear();
-        self.tx.resize(len, 0);
-        self.tx[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
-        self.tx[4..6].copy_from_slice(&msg.message_type().to_ne_bytes());
-        self.tx[6..8].copy_from_slice(&flags.to_ne_bytes());
-        self.tx[8..12].copy_from_slice(&seq.to_ne_bytes());
-        msg.emit(&mut self.tx[HEADER_LEN..]);
+        write_request(&mut self.tx, msg, flags, seq);
 
         let kernel = SocketAddr::new(0, 0);
         loop {
