@@ -32,14 +32,16 @@ pub(crate) fn delete_link_if_present(
     name: &str,
     what: &str,
 ) -> Result<bool, crate::EngineError> {
-    match kernel.host()?.delete_link(name) {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(crate::EngineError::kernel(
-            &format!("{what}: delete {name}"),
-            e,
-        )),
-    }
+    delete_link_in(kernel.host()?, name, what)
+}
+
+/// [`delete_link_if_present`] in the namespace of `nl`.
+pub(crate) fn delete_link_in(
+    nl: &mut netloom_kernel::Netlink,
+    name: &str,
+    what: &str,
+) -> Result<bool, crate::EngineError> {
+    gone_is_false(nl.delete_link(name).map(|()| true), name, what)
 }
 
 /// Takes a host-side link out of service at once and leaves its deletion
@@ -58,10 +60,20 @@ pub(crate) fn delete_link_in_background_if_present(
         Some(ns) => kernel.inside(ns).ok(),
         None => None,
     };
-    match kernel
+    let deleted = kernel
         .host()?
-        .delete_link_in_background(name, peer.as_mut())
-    {
+        .delete_link_in_background(name, peer.as_mut());
+    gone_is_false(deleted, name, what)
+}
+
+/// A deletion's outcome: "already gone" is `false`; other errors name the
+/// link and what it was deleted for.
+fn gone_is_false(
+    deleted: netloom_kernel::Result<bool>,
+    name: &str,
+    what: &str,
+) -> Result<bool, crate::EngineError> {
+    match deleted {
         Ok(there) => Ok(there),
         Err(e) if e.is_not_found() => Ok(false),
         Err(e) => Err(crate::EngineError::kernel(

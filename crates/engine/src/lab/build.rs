@@ -300,14 +300,7 @@ pub fn delete_gateway_link(name: &str) -> Result<bool, EngineError> {
         return Ok(false);
     };
     let mut nl = Netlink::open_in(&gw).map_err(kerr("open netlink in the lab gateway".into()))?;
-    match nl.delete_link(name) {
-        Ok(()) => Ok(true),
-        Err(e) if e.is_not_found() => Ok(false),
-        Err(e) => Err(EngineError::kernel(
-            &format!("lab gateway: delete {name}"),
-            e,
-        )),
-    }
+    crate::drivers::delete_link_in(&mut nl, name, "lab gateway")
 }
 
 /// A lab link, or a retired link, in the gateway.
