@@ -76,6 +76,27 @@ fn prefixes(v4: Ipv4Addr, len4: u8, v6: Ipv6Addr, len6: u8) -> [IpPrefix; 2] {
     ]
 }
 
+/// Brings `link`, the far end of a /30 link (host ↔ gateway, gateway ↔
+/// lab bridge), up in `nl`'s namespace and gives it `v4`/30 and `v6`/64.
+pub(super) fn set_up_veth_end(
+    nl: &mut Netlink,
+    what: &str,
+    link: &str,
+    v4: Ipv4Addr,
+    v6: Ipv6Addr,
+) -> Result<(), EngineError> {
+    let index = nl
+        .link_index(link)
+        .map_err(kerr(format!("{what}: find {link}")))?;
+    nl.set_up(index, true)
+        .map_err(kerr(format!("{what}: bring {link} up")))?;
+    for p in prefixes(v4, 30, v6, 64) {
+        nl.add_address(index, p, AddressOptions::nodad())
+            .map_err(kerr(format!("{what}: add {p} to {link}")))?;
+    }
+    Ok(())
+}
+
 /// A lab's bridge namespace as [`make_bridge`] leaves it: a socket in
 /// it, and the bridge's index.
 pub struct Bridge {
@@ -104,16 +125,7 @@ pub fn make_bridge(
         Netlink::open_in(gw).map_err(kerr(format!("{what}: open netlink in the gateway")))?;
     // The link of the slot's previous lab may still be waiting for the
     // kernel to reap it with that lab's namespace.
-    match gwnl.retire_link(link.as_str()) {
-        Ok(old) => tracing::debug!(lab, link, retired = old, "retired a lingering gateway link"),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            return Err(EngineError::kernel(
-                &format!("{what}: retire a lingering {link}"),
-                e,
-            ))
-        }
-    }
+    super::retire_if_present(&mut gwnl, &link, &what)?;
     gwnl.create_veth(
         &LinkSpec::new(&link).up(),
         &LinkSpec::new(BRIDGE_UPLINK).netns(&ns),
@@ -138,15 +150,7 @@ pub fn make_bridge(
     let mut nl = Netlink::open_in(&ns).map_err(kerr(format!("{what}: open netlink in {name}")))?;
     nl.set_up("lo", true)
         .map_err(kerr(format!("{what}: bring lo up")))?;
-    let up = nl
-        .link_index(BRIDGE_UPLINK)
-        .map_err(kerr(format!("{what}: find {BRIDGE_UPLINK}")))?;
-    nl.set_up(up, true)
-        .map_err(kerr(format!("{what}: bring {BRIDGE_UPLINK} up")))?;
-    for p in prefixes(br4, 30, br6, 64) {
-        nl.add_address(up, p, AddressOptions::nodad())
-            .map_err(kerr(format!("{what}: add {p} to {BRIDGE_UPLINK}")))?;
-    }
+    set_up_veth_end(&mut nl, &what, BRIDGE_UPLINK, br4, br6)?;
     for via in [IpAddr::V4(gw4), IpAddr::V6(gw6)] {
         nl.add_route(&Route::default_via(via))
             .map_err(kerr(format!("{what}: add default route via {via}")))?;

@@ -7,7 +7,7 @@
 //! Published ports are elements: the host's set says which host ports go
 //! to the gateway, the gateway's maps say to which lab's bridge namespace.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -16,7 +16,7 @@ use netloom_kernel::nft::{
     SetDef, SetRef, TableDef, TableRef, Value, ValueKind, PRIORITY_DSTNAT, PRIORITY_FILTER,
     PRIORITY_SRCNAT,
 };
-use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route};
+use netloom_kernel::{LinkSpec, Netlink, Netns, Route};
 
 use super::plan::LabPlan;
 use super::{fw_err, kerr};
@@ -341,16 +341,7 @@ pub fn ensure(
     // Half a gateway (an interrupted command), or the last one's host
     // link still waiting to be reaped with its namespace: start over.
     remove(state_dir)?;
-    match host.retire_link(HOST_LINK) {
-        Ok(old) => tracing::debug!(retired = old, "retired a lingering {HOST_LINK}"),
-        Err(e) if e.is_not_found() => {}
-        Err(e) => {
-            return Err(EngineError::kernel(
-                &format!("{what}: retire a lingering {HOST_LINK}"),
-                e,
-            ))
-        }
-    }
+    super::retire_if_present(host, HOST_LINK, what)?;
     let gw = Netns::create_named(GATEWAY_NETNS)
         .map_err(kerr(format!("{what}: create netns {GATEWAY_NETNS}")))?;
     let mut host_tables_batch = Batch::new();
@@ -372,7 +363,7 @@ pub fn ensure(
     Netns::current()
         .and_then(|h| h.write_sysctl(&format!("net/ipv6/conf/{HOST_LINK}/addr_gen_mode"), "1"))
         .map_err(kerr(format!("{what}: configure {HOST_LINK}")))?;
-    set_up_veth_end(host, what, HOST_LINK, plan.host_v4(), plan.host_v6())?;
+    super::build::set_up_veth_end(host, what, HOST_LINK, plan.host_v4(), plan.host_v6())?;
     Netns::current()
         .and_then(|h| {
             h.write_sysctls(&[
@@ -384,7 +375,7 @@ pub fn ensure(
     let mut nl = Netlink::open_in(&gw).map_err(kerr(format!("{what}: open netlink")))?;
     nl.set_up("lo", true)
         .map_err(kerr(format!("{what}: bring lo up")))?;
-    set_up_veth_end(
+    super::build::set_up_veth_end(
         &mut nl,
         what,
         GATEWAY_UPLINK,
@@ -402,33 +393,6 @@ pub fn ensure(
     .map_err(kerr(format!("{what}: enable forwarding")))?;
     mark_ready(state_dir)?;
     Ok(Gateway { ns: gw })
-}
-
-/// Brings `link`, one end of the host ↔ gateway veth, up in `nl`'s
-/// namespace and gives it `v4`/30 and `v6`/64.
-fn set_up_veth_end(
-    nl: &mut Netlink,
-    what: &str,
-    link: &str,
-    v4: Ipv4Addr,
-    v6: Ipv6Addr,
-) -> Result<(), EngineError> {
-    let index = nl
-        .link_index(link)
-        .map_err(kerr(format!("{what}: find {link}")))?;
-    nl.set_up(index, true)
-        .map_err(kerr(format!("{what}: bring {link} up")))?;
-    for p in [
-        IpPrefix::new(IpAddr::V4(v4), 30),
-        IpPrefix::new(IpAddr::V6(v6), 64),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        nl.add_address(index, p, AddressOptions::nodad())
-            .map_err(kerr(format!("{what}: add {p} to {link}")))?;
-    }
-    Ok(())
 }
 
 /// Removes the gateway and the host's lab tables; absent parts are fine.

@@ -145,8 +145,12 @@ fn hosts_file(lab: &Lab) -> String {
     t
 }
 
-/// The plan stored in `store` (or the default when none is).
+/// The plan `settings` ask for: explicit settings, else the plan stored in
+/// `store`, else the default.
 fn plan_in(store: &mut LabStore, settings: &PlanSettings) -> Result<LabPlan, EngineError> {
+    if !settings.is_empty() {
+        return Ok(LabPlan::resolve(settings)?);
+    }
     match store.plan()? {
         Some(stored) => serde_json::from_str(&stored.doc).map_err(|e| {
             ModelError::Invalid {
@@ -168,6 +172,7 @@ impl Engine {
     /// The plan `settings` ask for: explicit settings, else the stored
     /// plan, else the default.
     pub fn lab_plan(&mut self, settings: &PlanSettings) -> Result<LabPlan, EngineError> {
+        // Explicit settings need no store opened.
         if !settings.is_empty() {
             return Ok(LabPlan::resolve(settings)?);
         }
@@ -228,11 +233,7 @@ impl Engine {
         // otherwise spin on the database and the kernel's RTNL lock.
         let mut lock = Some(LabLock::take(&self.state_dir)?);
         let mut store = self.lab_store()?;
-        let plan = if settings.is_empty() {
-            plan_in(&mut store, settings)?
-        } else {
-            LabPlan::resolve(settings)?
-        };
+        let plan = plan_in(&mut store, settings)?;
         spec.check_plan(origin, &plan)?;
         let ports: Vec<LabPort> = spec
             .ports

@@ -114,6 +114,27 @@ pub fn lab_dir(state_dir: &Path, lab: &str) -> PathBuf {
     state_dir.join("labs").join(lab)
 }
 
+/// Retires `link` in `nl`'s namespace if it is there: a link left by an
+/// earlier lab or gateway, waiting for the kernel to reap it with the
+/// released namespace of its other end. Its name is free afterwards.
+pub(crate) fn retire_if_present(
+    nl: &mut netloom_kernel::Netlink,
+    link: &str,
+    what: &str,
+) -> Result<(), EngineError> {
+    match nl.retire_link(link) {
+        Ok(old) => {
+            tracing::debug!(link, retired = old, "retired a lingering link");
+            Ok(())
+        }
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(EngineError::kernel(
+            &format!("{what}: retire a lingering {link}"),
+            e,
+        )),
+    }
+}
+
 pub(crate) fn kerr(action: String) -> impl FnOnce(netloom_kernel::Error) -> EngineError {
     move |e| EngineError::kernel(&action, e)
 }
