@@ -109,7 +109,7 @@ impl Netns {
     /// it. Fails with `EEXIST` if the name is taken.
     pub fn create_named(name: &str) -> Result<Netns> {
         let action = || format!("create netns {name:?}");
-        let (path, ()) = create_named_with(name, true, |_| Ok(()))?;
+        let (path, ()) = create_named_with(name, true, Thread::Dedicated, |_| Ok(()))?;
         let file = File::open(&path).map_err(|e| Error::io(action(), e))?;
         Ok(Netns {
             fd: OwnedFd::from(file),
@@ -297,6 +297,34 @@ impl Drop for PinToThisCpu {
     }
 }
 
+/// Which thread [`create_named_with`] makes the namespace on.
+pub(crate) enum Thread {
+    /// A short-lived thread of its own; the caller never moves.
+    Dedicated,
+    /// The calling thread, which is left inside the new namespace: only
+    /// for a thread made for this work, which exits when it is done.
+    Calling,
+}
+
+/// Moves the calling thread into a new network namespace and bind-mounts
+/// it on `path` (an empty file already there).
+fn enter_new_and_pin(path: &Path, action: &dyn Fn() -> String) -> Result<()> {
+    unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
+    mount(
+        Some("/proc/thread-self/ns/net"),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| {
+        Error::nix(
+            format!("{}: bind mount onto {}", action(), path.display()),
+            e,
+        )
+    })
+}
+
 /// Creates the named namespace `/run/netns/NAME`: checks the name, makes
 /// `/run/netns` a shared mount point first if `share_run_dir`, creates the
 /// empty file, and on a dedicated thread unshares a new network namespace,
@@ -306,6 +334,7 @@ impl Drop for PinToThisCpu {
 pub(crate) fn create_named_with<T: Send>(
     name: &str,
     share_run_dir: bool,
+    thread: Thread,
     on_thread: impl FnOnce(&Path) -> Result<T> + Send,
 ) -> Result<(PathBuf, T)> {
     let action = || format!("create netns {name:?}");
@@ -322,25 +351,15 @@ pub(crate) fn create_named_with<T: Send>(
         .mode(0o444)
         .open(&path)
         .map_err(|e| Error::io(action(), e))?;
-    let made = on_dedicated_thread(|| -> Result<T> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
-        mount(
-            Some("/proc/thread-self/ns/net"),
-            &path,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(|e| {
-            Error::nix(
-                format!("{}: bind mount onto {}", action(), path.display()),
-                e,
-            )
-        })?;
-        on_thread(&path)
-    })
-    .map_err(|why| Error::invalid(action(), why))
-    .and_then(|r| r);
+    let made = match thread {
+        Thread::Dedicated => on_dedicated_thread(|| -> Result<T> {
+            enter_new_and_pin(&path, &action)?;
+            on_thread(&path)
+        })
+        .map_err(|why| Error::invalid(action(), why))
+        .and_then(|r| r),
+        Thread::Calling => enter_new_and_pin(&path, &action).and_then(|()| on_thread(&path)),
+    };
     match made {
         Ok(value) => Ok((path, value)),
         Err(err) => {

@@ -80,6 +80,18 @@ impl Netlink {
         ns.run(move || Netlink::open_labelled(label))?
     }
 
+    /// Opens a socket inside `ns` and, on the same trip into it, writes
+    /// network sysctls there (keys as for [`Netns::write_sysctls`]): one
+    /// thread instead of two. Nothing is opened if a write fails; the
+    /// writes before it stay.
+    pub fn open_in_with_sysctls(ns: &Netns, settings: &[(&str, &str)]) -> Result<Netlink> {
+        let paths = crate::sysctl::sysctl_paths(settings, ns.label())?;
+        ns.run(|| {
+            crate::sysctl::write_opened_here(settings, &paths, ns.label())?;
+            Netlink::open_labelled(ns.label().to_owned())
+        })?
+    }
+
     fn open_labelled(netns: String) -> Result<Netlink> {
         let action = || format!("open route netlink socket in {netns}");
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io(action(), e))?;

@@ -62,23 +62,41 @@ impl Netns {
     /// Writes several network sysctls in this namespace, in order, on one
     /// thread. Stops at the first failure.
     pub fn write_sysctls(&self, settings: &[(&str, &str)]) -> Result<()> {
-        let action =
-            |key: &str, value: &str| format!("write sysctl {key}={value} in {}", self.label());
-        let mut paths = Vec::with_capacity(settings.len());
-        for (key, value) in settings {
-            paths.push(sysctl_path(key).map_err(|why| Error::invalid(action(key, value), why))?);
-        }
-        self.run(|| {
-            for ((key, value), path) in settings.iter().zip(&paths) {
-                std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .and_then(|mut f| f.write_all(value.as_bytes()))
-                    .map_err(|e| Error::io(action(key, value), e))?;
-            }
-            Ok(())
-        })?
+        let paths = sysctl_paths(settings, self.label())?;
+        self.run(|| write_opened_here(settings, &paths, self.label()))?
     }
+}
+
+/// The paths of `settings`' keys, checked before any is written.
+pub(crate) fn sysctl_paths(settings: &[(&str, &str)], netns: &str) -> Result<Vec<PathBuf>> {
+    settings
+        .iter()
+        .map(|(key, value)| {
+            sysctl_path(key).map_err(|why| Error::invalid(write_action(key, value, netns), why))
+        })
+        .collect()
+}
+
+fn write_action(key: &str, value: &str, netns: &str) -> String {
+    format!("write sysctl {key}={value} in {netns}")
+}
+
+/// Writes `settings` (at `paths`, from [`sysctl_paths`]) in the calling
+/// thread's namespace, which must be `netns`: only for a thread that is
+/// inside the namespace for this. Stops at the first failure.
+pub(crate) fn write_opened_here(
+    settings: &[(&str, &str)],
+    paths: &[PathBuf],
+    netns: &str,
+) -> Result<()> {
+    for ((key, value), path) in settings.iter().zip(paths) {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(value.as_bytes()))
+            .map_err(|e| Error::io(write_action(key, value, netns), e))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

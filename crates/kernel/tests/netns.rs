@@ -184,3 +184,41 @@ fn sysctls_are_per_namespace() {
         "{err}"
     );
 }
+
+#[test]
+fn a_socket_opened_with_sysctls_writes_them_in_its_namespace_only() {
+    let host = host_or_skip!();
+    let a = named_netns(&host, "wa");
+    let b = named_netns(&host, "wb");
+    let key = "net.ipv6.conf.default.accept_ra";
+    let before = b.read_sysctl(key).unwrap();
+    assert_ne!(
+        before, "0",
+        "a fresh namespace accepts router advertisements"
+    );
+
+    let mut nl = Netlink::open_in_with_sysctls(&a, &[(key, "0")]).unwrap();
+    assert_eq!(a.read_sysctl(key).unwrap(), "0");
+    assert_eq!(b.read_sysctl(key).unwrap(), before);
+    // The socket is in `a`: a link made through it shows up there only.
+    nl.create_bridge(&LinkSpec::new("brw")).unwrap();
+    assert!(Netlink::open_in(&a).unwrap().link_index("brw").is_ok());
+    assert!(Netlink::open_in(&b).unwrap().link_index("brw").is_err());
+
+    // A key outside net/ is refused before anything is written or opened.
+    let err =
+        Netlink::open_in_with_sysctls(&b, &[(key, "0"), ("kernel.hostname", "x")]).unwrap_err();
+    assert!(
+        matches!(err.kind(), netloom_kernel::ErrorKind::InvalidInput(_)),
+        "{err}"
+    );
+    assert_eq!(b.read_sysctl(key).unwrap(), before);
+    // A key that does not exist there is an error naming it and the namespace.
+    let err =
+        Netlink::open_in_with_sysctls(&b, &[("net/ipv6/conf/nosuch/accept_ra", "0")]).unwrap_err();
+    assert!(err.is_not_found(), "{err}");
+    assert!(
+        err.to_string().contains("nosuch") && err.to_string().contains("netns \"wb\""),
+        "{err}"
+    );
+}
