@@ -8,8 +8,9 @@
 use std::net::IpAddr;
 
 use netlink_packet_route::link::{
-    InfoBridgePort, InfoData, InfoIpVlan, InfoKind, InfoMacVlan, InfoPortData, InfoPortKind,
-    InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoBridgePort, InfoData, InfoIpVlan, InfoKind,
+    InfoMacVlan, InfoPortData, InfoPortKind, InfoVeth, InfoVxlan, IpVlanMode, LinkAttribute,
+    LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -314,6 +315,22 @@ impl Netlink {
         self.set_link(msg, || format!("set {link} {state}"))
     }
 
+    /// Brings a link up without an IPv6 link-local address: it then sends
+    /// no address probe, router solicitation or listener report for one.
+    /// Addresses added to it explicitly work as usual. Two messages:
+    /// address generation is turned off first, as the kernel applies a
+    /// message's flags before its per-family settings, and some links (a
+    /// bridge) get their link-local address the moment they come up.
+    pub fn set_up_without_link_local<'a>(&mut self, link: impl Into<LinkRef<'a>>) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes.push(no_link_local());
+        self.set_link(msg, || {
+            format!("turn IPv6 address generation off on {link}")
+        })?;
+        self.set_up(link, true)
+    }
+
     /// Sets a link's MTU.
     pub fn set_mtu<'a>(&mut self, link: impl Into<LinkRef<'a>>, mtu: u32) -> Result<()> {
         let link = link.into();
@@ -347,21 +364,46 @@ impl Netlink {
         })
     }
 
+    /// Makes `link` a port of bridge `master` that configures no IPv6 of
+    /// its own: it gets no link-local address, so it never sends an
+    /// address probe or a multicast listener report. A port only carries
+    /// frames. Call it while the link is down: the kernel gives a link its
+    /// link-local address when it comes up.
+    pub fn set_master_without_ipv6<'a>(
+        &mut self,
+        link: impl Into<LinkRef<'a>>,
+        master: u32,
+    ) -> Result<()> {
+        let link = link.into();
+        let mut msg = link_ref_message(link);
+        msg.attributes.push(LinkAttribute::Controller(master));
+        msg.attributes.push(no_link_local());
+        self.set_link(msg, || {
+            format!("set master of {link} to #{master}, without IPv6 addresses of its own")
+        })
+    }
+
     /// Turns hairpin mode of a bridge port on or off: with it on, the
     /// bridge may send a frame back out the port it came in on (needed when
     /// a sandbox reaches its own network through a DNAT on the host).
     pub fn set_hairpin<'a>(&mut self, link: impl Into<LinkRef<'a>>, on: bool) -> Result<()> {
         let link = link.into();
-        let mut msg = link_ref_message(link);
-        msg.attributes.push(LinkAttribute::LinkInfo(vec![
-            LinkInfo::PortKind(InfoPortKind::Bridge),
-            LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
-                on,
-            )])),
-        ]));
+        let msg = hairpin_message(link, on);
         let state = if on { "on" } else { "off" };
         self.set_link(msg, || {
             format!("set hairpin mode of bridge port {link} {state}")
+        })
+    }
+
+    /// [`Netlink::set_hairpin`] and bringing the port up, in one message.
+    pub fn set_hairpin_and_up<'a>(&mut self, link: impl Into<LinkRef<'a>>, on: bool) -> Result<()> {
+        let link = link.into();
+        let mut msg = hairpin_message(link, on);
+        msg.header.change_mask = LinkFlags::Up;
+        msg.header.flags = LinkFlags::Up;
+        let state = if on { "on" } else { "off" };
+        self.set_link(msg, || {
+            format!("set hairpin mode of bridge port {link} {state} and bring it up")
         })
     }
 
@@ -470,6 +512,25 @@ pub const RETIRED_LINK_PREFIX: &str = "nlx";
 /// The alias of a link whose deletion is under way
 /// (see [`Netlink::delete_link_in_background`]).
 pub const DELETING_LINK_ALIAS: &str = "netloom: being deleted";
+
+/// IPv6 address generation off: the link gets no link-local address when
+/// it comes up.
+fn no_link_local() -> LinkAttribute {
+    LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![AfSpecInet6::AddrGenMode(
+        In6AddrGenMode::None,
+    )])])
+}
+
+fn hairpin_message(link: LinkRef<'_>, on: bool) -> LinkMessage {
+    let mut msg = link_ref_message(link);
+    msg.attributes.push(LinkAttribute::LinkInfo(vec![
+        LinkInfo::PortKind(InfoPortKind::Bridge),
+        LinkInfo::PortData(InfoPortData::BridgePort(vec![InfoBridgePort::HairpinMode(
+            on,
+        )])),
+    ]));
+    msg
+}
 
 /// A link message addressing `link` by index or by name.
 pub(crate) fn link_ref_message(link: LinkRef<'_>) -> LinkMessage {

@@ -329,3 +329,52 @@ fn neighbours_add_list_delete() {
     let err = nl.delete_neighbour(br, v4).unwrap_err();
     assert!(err.is_not_found(), "{err}");
 }
+
+#[test]
+fn links_brought_up_without_link_local_have_only_their_given_addresses() {
+    let host = host_or_skip!();
+    let (_host_ns, mut nl) = host_netlink(&host);
+    let ns = named_netns(&host, "q");
+    let v6_addresses = |nl: &mut netloom_kernel::Netlink, link: u32| -> Vec<String> {
+        nl.list_addresses(Some(link))
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.prefix.addr().is_ipv6())
+            .map(|a| a.prefix.to_string())
+            .collect()
+    };
+
+    // A bridge gets its link-local address the moment it comes up.
+    nl.create_bridge(&LinkSpec::new("brq")).unwrap();
+    let br = nl.link_index("brq").unwrap();
+    nl.set_up_without_link_local(br).unwrap();
+    // A port, down, made a port without IPv6, then up with hairpin mode.
+    nl.create_veth(&LinkSpec::new("vq"), &LinkSpec::new("eth0").netns(&ns))
+        .unwrap();
+    nl.set_master_without_ipv6("vq", br).unwrap();
+    nl.set_hairpin_and_up("vq", true).unwrap();
+    // The far end: an address given explicitly still works.
+    let mut inside = netloom_kernel::Netlink::open_in(&ns).unwrap();
+    let eth0 = inside.link_index("eth0").unwrap();
+    inside
+        .add_address(eth0, p("fd78::2/64"), AddressOptions::nodad())
+        .unwrap();
+    inside.set_up_without_link_local(eth0).unwrap();
+    let vq = nl.link_index("vq").unwrap();
+    nl.add_address(br, p("fd78::1/64"), AddressOptions::nodad())
+        .unwrap();
+    // Addresses appear at once; a link-local one would too (nothing here
+    // waits for duplicate address detection), so wait a little for a late one.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(v6_addresses(&mut nl, br), ["fd78::1/64"]);
+    assert!(v6_addresses(&mut nl, vq).is_empty());
+    assert_eq!(v6_addresses(&mut inside, eth0), ["fd78::2/64"]);
+    let links = nl.list_links().unwrap();
+    let port = links.iter().find(|l| l.name == "vq").unwrap();
+    assert!(port.up, "{port:?}");
+    assert_eq!(port.master, Some(br));
+    // And they carry IPv6 without link-local addresses.
+    if have_ping(&host) {
+        assert_ping(&host, "q", "fd78::1");
+    }
+}
