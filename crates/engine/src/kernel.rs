@@ -34,7 +34,17 @@ impl Kernel {
 
     /// A route-netlink socket inside a sandbox (opened per use: sandboxes differ).
     pub fn inside(&mut self, sandbox: &Netns) -> Result<Netlink, EngineError> {
-        Netlink::open_in(sandbox).map_err(|e| {
+        self.inside_with_sysctls(sandbox, &[])
+    }
+
+    /// [`Kernel::inside`], writing network sysctls in the sandbox on the
+    /// same trip into it.
+    pub fn inside_with_sysctls(
+        &mut self,
+        sandbox: &Netns,
+        sysctls: &[(&str, &str)],
+    ) -> Result<Netlink, EngineError> {
+        Netlink::open_in_with_sysctls(sandbox, sysctls).map_err(|e| {
             EngineError::kernel(&format!("open netlink in sandbox {}", sandbox.label()), e)
         })
     }

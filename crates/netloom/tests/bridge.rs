@@ -64,6 +64,54 @@ fn sandboxes_on_one_network_reach_each_other_at_once_v4_and_v6() {
     w.assert_clean();
 }
 
+/// Frames that reached `sandbox`'s eth0.
+fn rx_packets(w: &World, sandbox: &str) -> u64 {
+    let link = w.ip_json(Some(sandbox), "-s link show dev eth0");
+    link[0]["stats64"]["rx"]["packets"].as_u64().unwrap()
+}
+
+fn sysctl(w: &World, sandbox: &str, key: &str) -> String {
+    let out = w.netloom(&["exec", sandbox, "--", "cat", &format!("/proc/sys/{key}")]);
+    assert!(out.status.success(), "read {key} in {sandbox}");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_new_endpoint_sends_nothing_the_bridge_floods_to_the_others() {
+    let Some(w) = world_with_web() else { return };
+    w.ok(&["network", "create", "quiet", "--subnet", "10.77.0.0/24"]);
+    w.ok(&["sandbox", "create", "c"]);
+    w.ok(&["connect", "quiet", "a"]);
+    // Whatever a's own connect set off is over.
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let before = rx_packets(&w, "a");
+    w.ok(&["connect", "quiet", "b"]);
+    w.ok(&["connect", "quiet", "c"]);
+    // Long enough for address probes, listener reports and router
+    // solicitations (each within a second of the link coming up).
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(
+        rx_packets(&w, "a"),
+        before,
+        "nothing reached a while b and c connected to an IPv4-only network"
+    );
+    // No IPv6 address there, not even a link-local one; IPv4 works.
+    assert_eq!(w.addrs("b", "eth0"), ["10.77.0.3/24"]);
+    assert!(w.ping("a", "10.77.0.4"), "a -> c");
+
+    // With IPv6: a link-local address, but no probe and no router
+    // advertisements taken.
+    w.ok(&["connect", "web", "b"]);
+    assert_eq!(sysctl(&w, "b", "net/ipv6/conf/eth1/accept_dad"), "0");
+    assert_eq!(sysctl(&w, "b", "net/ipv6/conf/eth1/accept_ra"), "0");
+    assert!(
+        w.addrs("b", "eth1").iter().any(|a| a.starts_with("fe80:")),
+        "{:?}",
+        w.addrs("b", "eth1")
+    );
+    w.assert_clean();
+}
+
 #[test]
 fn disconnect_and_network_rm_leave_nothing() {
     let Some(w) = world_with_web() else { return };

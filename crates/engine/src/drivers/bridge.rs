@@ -140,6 +140,24 @@ fn kerr(action: String) -> impl FnOnce(netloom_kernel::Error) -> EngineError {
     move |e| EngineError::kernel(&action, e)
 }
 
+/// What a sandbox's end of the veth must not send: the bridge floods
+/// whatever it sends to a multicast group (an address probe, a router
+/// solicitation, a listener report) to every port of the network, so each
+/// connect would cost work proportional to the endpoints already there.
+///
+/// On a network without IPv6 the interface comes up without an IPv6
+/// link-local address (see [`configure_inside`]). On one with IPv6 it
+/// keeps it, but probes no address (netloom's addresses are its own to
+/// give out) and takes no router advertisements: its routes are
+/// netloom's, and another sandbox could otherwise advertise itself as the
+/// way out. These are sysctls, whose lookup the kernel makes in a list of
+/// every namespace's interfaces of that name, so only when needed.
+fn ipv6_sysctls(ifname: &str) -> Vec<(String, &'static str)> {
+    // The slash form: an interface name may hold a dot.
+    let key = |k: &str| format!("net/ipv6/conf/{ifname}/{k}");
+    vec![(key("accept_dad"), "0"), (key("accept_ra"), "0")]
+}
+
 /// Addresses, loopback, routes inside the sandbox.
 fn configure_inside(
     kernel: &mut Kernel,
@@ -148,7 +166,17 @@ fn configure_inside(
     sandbox: &Netns,
     what: &str,
 ) -> Result<(), EngineError> {
-    let mut nl = kernel.inside(sandbox)?;
+    let has_v6 = endpoint
+        .leases
+        .iter()
+        .any(|l| l.family == netloom_model::Family::V6);
+    let sysctls = if has_v6 {
+        ipv6_sysctls(&endpoint.ifname)
+    } else {
+        Vec::new()
+    };
+    let sysctls: Vec<(&str, &str)> = sysctls.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mut nl = kernel.inside_with_sysctls(sandbox, &sysctls)?;
     let err = |step: &str| kerr(format!("{what}: {step}"));
     nl.set_up("lo", true).map_err(err("bring lo up"))?;
     let idx = nl
@@ -160,8 +188,12 @@ fn configure_inside(
         nl.add_address(idx, p, AddressOptions::nodad())
             .map_err(err(&format!("add address {}", lease.address)))?;
     }
-    nl.set_up(idx, true)
-        .map_err(err(&format!("bring {} up", endpoint.ifname)))?;
+    if has_v6 {
+        nl.set_up(idx, true)
+    } else {
+        nl.set_up_without_link_local(idx)
+    }
+    .map_err(err(&format!("bring {} up", endpoint.ifname)))?;
     if network.internal || !bridge_is_gateway(network)? {
         return Ok(());
     }
@@ -212,7 +244,9 @@ impl Driver for BridgeDriver {
         let br = bridge_name(network);
         let what = format!("network {:?}", network.name);
         let host = kernel.host()?;
-        let mut spec = LinkSpec::new(&br).up();
+        let has_v6 = network.families().contains(&netloom_model::Family::V6);
+        // Up once its sysctls are written.
+        let mut spec = LinkSpec::new(&br);
         if let Some(m) = mtu(network)? {
             spec = spec.mtu(m);
         }
@@ -236,11 +270,21 @@ impl Driver for BridgeDriver {
         }
         let here = Netns::current().map_err(kerr("open the host namespace".into()))?;
         let mut sysctls = vec![("net.ipv4.ip_forward", "1")];
-        if network.families().contains(&netloom_model::Family::V6) {
+        if has_v6 {
             sysctls.push(("net.ipv6.conf.all.forwarding", "1"));
         }
         here.write_sysctls(&sysctls)
             .map_err(kerr(format!("{what}: enable forwarding")))?;
+        let host = kernel.host()?;
+        if has_v6 {
+            host.set_up(index, true)
+        } else {
+            // No IPv6 link-local address on an IPv4 network's bridge: what
+            // it would send for one (address probes, listener reports,
+            // router solicitations) goes to every sandbox on the network.
+            host.set_up_without_link_local(index)
+        }
+        .map_err(kerr(format!("{what}: bring {br} up")))?;
         kernel
             .firewall()?
             .create_network(&network_firewall(network)?)?;
@@ -277,7 +321,8 @@ impl Driver for BridgeDriver {
             "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
         )))?;
         {
-            let mut outside = LinkSpec::new(&veth).up();
+            // Down until it is a port (see below).
+            let mut outside = LinkSpec::new(&veth);
             let mut inside = LinkSpec::new(&endpoint.ifname).netns(sandbox).mac(mac);
             if let Some(m) = mtu {
                 outside = outside.mtu(m);
@@ -297,11 +342,14 @@ impl Driver for BridgeDriver {
                 &network_firewall(network)?,
                 &endpoint_firewall(network, endpoint, false)?,
             )?;
+            // The host end is only a port: no IPv6 of its own, so a
+            // thousand of them do not each keep address and multicast
+            // timers running in the host.
             let host = kernel.host()?;
-            host.set_master(veth.as_str(), Some(master))
+            host.set_master_without_ipv6(veth.as_str(), master)
                 .map_err(kerr(format!("{what}: make {veth} a port of {br}")))?;
-            host.set_hairpin(veth.as_str(), true)
-                .map_err(kerr(format!("{what}: hairpin mode on {veth}")))?;
+            host.set_hairpin_and_up(veth.as_str(), true)
+                .map_err(kerr(format!("{what}: hairpin mode on {veth}, and up")))?;
             Ok(())
         })();
         if let Err(e) = rest {
