@@ -11,7 +11,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netloom_kernel::lab_support::create_named_with_socket;
+use netloom_kernel::lab_support::{create_named_with_socket, create_named_with_socket_here};
 use netloom_kernel::nft::{Batch, Element, NftSocket, TableDef, Value};
 use netloom_kernel::{
     AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
@@ -115,7 +115,16 @@ pub fn make_bridge(
 ) -> Result<Bridge, EngineError> {
     let what = format!("lab {lab:?}");
     let name = bridge_netns_name(lab);
-    let ns = Netns::create_named(&name).map_err(kerr(format!("{what}: create netns {name}")))?;
+    let (ns, mut nl) = create_named_with_socket(
+        &name,
+        &[
+            ("net.ipv4.ip_forward", "1"),
+            ("net.ipv6.conf.all.forwarding", "1"),
+            // Bridge ports need no IPv6 link-local addresses of their own.
+            ("net.ipv6.conf.default.addr_gen_mode", "1"),
+        ],
+    )
+    .map_err(kerr(format!("{what}: create netns {name}")))?;
     let rules = format!("{what}: NAT rules in {name}");
     NftSocket::open_in(&netloom_kernel::named_path(&name))
         .and_then(|mut nft| nft.commit(Batch::new().add_table(bridge_table(ports))))
@@ -140,16 +149,6 @@ pub fn make_bridge(
         gwnl.add_address(gwidx, p, AddressOptions::nodad())
             .map_err(kerr(format!("{what}: add {p} to {link} in the gateway")))?;
     }
-    ns.write_sysctls(&[
-        ("net.ipv4.ip_forward", "1"),
-        ("net.ipv6.conf.all.forwarding", "1"),
-        // Bridge ports need no IPv6 link-local addresses of their own.
-        ("net.ipv6.conf.default.addr_gen_mode", "1"),
-    ])
-    .map_err(kerr(format!("{what}: set sysctls in {name}")))?;
-    let mut nl = Netlink::open_in(&ns).map_err(kerr(format!("{what}: open netlink in {name}")))?;
-    nl.set_up("lo", true)
-        .map_err(kerr(format!("{what}: bring lo up")))?;
     set_up_veth_end(&mut nl, &what, BRIDGE_UPLINK, br4, br6)?;
     for via in [IpAddr::V4(gw4), IpAddr::V6(gw6)] {
         nl.add_route(&Route::default_via(via))
@@ -195,7 +194,9 @@ pub fn make_nodes(
                     return;
                 }
                 let name = node_netns_name(lab, &nodes[i].name);
-                let made = create_named_with_socket(&name).map_err(kerr(format!(
+                // This thread is made for this loop and exits after it, so
+                // it may make each namespace itself (and stay in the last).
+                let made = create_named_with_socket_here(&name, &[]).map_err(kerr(format!(
                     "lab {lab:?} node {:?}: create netns",
                     nodes[i].name
                 )));
@@ -244,7 +245,12 @@ fn configure_node(
     let eth = nl
         .link_index(NODE_IF)
         .map_err(kerr(format!("{}: find {NODE_IF}", what())))?;
-    nl.set_up(eth, true)
+    // No IPv6 link-local address: a node's addresses come from the lab
+    // plan, and each link-local one would cost an address probe, listener
+    // reports and router solicitations that the bridge floods to every
+    // other node (bringing up a 500-node lab spent some 40% of its CPU
+    // time receiving and dropping them).
+    nl.set_up_without_link_local(eth)
         .map_err(kerr(format!("{}: bring {NODE_IF} up", what())))?;
     for p in prefixes(node.ipv4, plan.nodes.prefix(), node.ipv6, 64) {
         nl.add_address(eth, p, AddressOptions::nodad())

@@ -192,14 +192,17 @@ impl Engine {
 
     /// One lab by name.
     pub fn lab(&mut self, name: &str) -> Result<Lab, EngineError> {
-        let row = self
-            .lab_store()?
-            .lab(name)?
-            .ok_or_else(|| ModelError::Invalid {
-                object: format!("lab {name:?}"),
-                why: "there is no such lab".into(),
-                fix: "`netloom lab ls` lists the labs; `netloom lab up FILE` makes one".into(),
-            })?;
+        let mut store = self.lab_store()?;
+        self.lab_in(&mut store, name)
+    }
+
+    /// [`Engine::lab`] through a lab store already open.
+    fn lab_in(&self, store: &mut LabStore, name: &str) -> Result<Lab, EngineError> {
+        let row = store.lab(name)?.ok_or_else(|| ModelError::Invalid {
+            object: format!("lab {name:?}"),
+            why: "there is no such lab".into(),
+            fix: "`netloom lab ls` lists the labs; `netloom lab up FILE` makes one".into(),
+        })?;
         Lab::from_row(row, &self.state_dir.display().to_string())
     }
 
@@ -268,7 +271,7 @@ impl Engine {
                 store.set_state(&spec.name, LabState::Ready, supervisor)?;
                 tracing::debug!(lab = %spec.name, "lab marked ready");
                 tracing::info!(lab = %spec.name, nodes = spec.nodes.len(), slot, "lab up");
-                self.lab(&spec.name)
+                self.lab_in(&mut store, &spec.name)
             }
             Err(e) => {
                 let undone = self
