@@ -116,7 +116,8 @@ fn ranges_exhaust_and_gc_frees_stale_owners() {
         e["msg"].as_str().unwrap().contains("10.22.0.10-10.22.0.12"),
         "{e}"
     );
-    let e = c.status(&cfg).err(51);
+    // No address left: ADD cannot be served, attached containers are fine.
+    let e = c.status(&cfg).err(50);
     assert!(e["msg"].as_str().unwrap().contains("IPv4"), "{e}");
 
     // An allocation made through the CLI is not GC's business.

@@ -375,7 +375,7 @@ fn status_answers_and_reports_exhaustion() {
         )
         .ok();
     assert_eq!(ips_of(&r), ["10.77.0.2/30"]);
-    let e = c.status(&cfg).err(51);
+    let e = c.status(&cfg).err(50);
     assert!(e["msg"].as_str().unwrap().contains("no free IPv4"), "{e}");
     // ADD itself fails cleanly, and nothing is left of it.
     let ns2 = c.netns("t2");
@@ -499,7 +499,7 @@ fn ranges_runtime_config_and_options_take_effect() {
         )
         .err(11);
     assert!(e["msg"].as_str().unwrap().contains("rangeStart"), "{e}");
-    c.status(&cfg).err(51);
+    c.status(&cfg).err(50);
     c.assert_clean();
 }
 

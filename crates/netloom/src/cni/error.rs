@@ -23,10 +23,11 @@ pub mod code {
     pub const INVALID_CONFIG: u32 = 7;
     /// A transient condition; the runtime may retry.
     pub const TRY_AGAIN: u32 = 11;
-    /// STATUS: netloom cannot serve ADD.
+    /// STATUS: netloom cannot serve ADD (its state cannot be read, or no
+    /// address is left to give).
     pub const NOT_AVAILABLE: u32 = 50;
     /// STATUS: netloom cannot serve ADD, and attached containers may have
-    /// limited connectivity (or no address is left to give).
+    /// limited connectivity (the network's bridge is gone).
     pub const LIMITED: u32 = 51;
     /// A kernel operation failed (netloom's own code).
     pub const KERNEL: u32 = 100;

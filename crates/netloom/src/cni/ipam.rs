@@ -11,7 +11,7 @@ use netloom_engine::Engine;
 use super::config::{Env, NetConf};
 use super::error::{code, CniError};
 use super::network;
-use super::ops::limited_if_exhausted;
+use super::ops::unavailable_if_exhausted;
 use super::result::{ip_entry, CniResult};
 use super::runtime::Runtime;
 
@@ -163,7 +163,7 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
     let Some((mut engine, net, spec)) = network::for_status(conf)? else {
         return Ok(());
     };
-    limited_if_exhausted(&mut engine, &net, &spec)
+    unavailable_if_exhausted(&mut engine, &net, &spec)
 }
 
 #[cfg(test)]

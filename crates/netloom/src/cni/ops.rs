@@ -256,11 +256,13 @@ pub fn status(conf: &NetConf) -> Result<(), CniError> {
             ));
         }
     }
-    limited_if_exhausted(&mut engine, &net, &spec)
+    unavailable_if_exhausted(&mut engine, &net, &spec)
 }
 
-/// STATUS's answer when a family has no free address left (code 51).
-pub fn limited_if_exhausted(
+/// STATUS's answer when a family has no free address left: code 50, as
+/// ADD cannot be served; the containers already attached are not
+/// affected, which is what 51 would say.
+pub fn unavailable_if_exhausted(
     engine: &mut Engine,
     net: &Network,
     spec: &NetworkSpec,
@@ -273,7 +275,7 @@ pub fn limited_if_exhausted(
     })?;
     if let Some((fam, _)) = free.iter().find(|(_, n)| *n == 0) {
         return Err(CniError::new(
-            code::LIMITED,
+            code::NOT_AVAILABLE,
             format!(
                 "network {:?}: no free {fam} address is left, so ADD would fail; DEL or GC unused attachments, or widen the range",
                 net.name
