@@ -136,6 +136,12 @@ fn row_to_lab(path: &Path, r: &rusqlite::Row<'_>) -> Result<LabRow, StoreError> 
 
 const LAB_COLUMNS: &str = "name, slot, state, pid, pid_start, doc";
 
+impl Drop for LabStore {
+    fn drop(&mut self) {
+        crate::sqlite::checkpoint_if_large(&mut self.conn, &self.path);
+    }
+}
+
 impl LabStore {
     /// Opens (creating when missing) the state in `state_dir` and its lab tables.
     ///
