@@ -383,19 +383,10 @@ impl Netlink {
         })
     }
 
-    /// Turns hairpin mode of a bridge port on or off: with it on, the
-    /// bridge may send a frame back out the port it came in on (needed when
-    /// a sandbox reaches its own network through a DNAT on the host).
-    pub fn set_hairpin<'a>(&mut self, link: impl Into<LinkRef<'a>>, on: bool) -> Result<()> {
-        let link = link.into();
-        let msg = hairpin_message(link, on);
-        let state = if on { "on" } else { "off" };
-        self.set_link(msg, || {
-            format!("set hairpin mode of bridge port {link} {state}")
-        })
-    }
-
-    /// [`Netlink::set_hairpin`] and bringing the port up, in one message.
+    /// Turns hairpin mode of a bridge port on or off and brings the port
+    /// up, in one message. With hairpin mode on, the bridge may send a
+    /// frame back out the port it came in on (needed when a sandbox
+    /// reaches its own network through a DNAT on the host).
     pub fn set_hairpin_and_up<'a>(&mut self, link: impl Into<LinkRef<'a>>, on: bool) -> Result<()> {
         let link = link.into();
         let mut msg = hairpin_message(link, on);
