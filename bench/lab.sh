@@ -7,8 +7,8 @@
 #   -r RUNS / env RUNS     repetitions per scenario; medians are printed (default 5)
 #   --sizes LIST           node counts of the single-lab scenarios (default "10 100 500")
 #   --many LABS            labs of 3 nodes brought up (and down) at once (default 200; 0 skips)
-#   --no-build             use target/release/netloom as it is (otherwise
-#                          scripts/build-release.sh builds the binary)
+#   --no-build             use the binary scripts/build-release.sh last built
+#                          as it is (otherwise it builds it first)
 #   NETLOOM_BIN=PATH       use this netloom binary instead of building one
 #
 # Every run happens in a fresh throwaway host: the script re-execs itself
@@ -119,7 +119,7 @@ if [ -z "${NETLOOM_BIN:-}" ]; then
     if [ -n "$BUILD" ]; then
         NETLOOM_BIN=$(bash "$ROOT/scripts/build-release.sh")
     else
-        NETLOOM_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/netloom"
+        NETLOOM_BIN=$(bash "$ROOT/scripts/build-release.sh" --print-path)
     fi
 fi
 [ -x "$NETLOOM_BIN" ] || { echo "no netloom binary at $NETLOOM_BIN" >&2; exit 2; }
@@ -128,7 +128,22 @@ export NETLOOM_BIN BENCH_OUTER_NETNS=$(readlink /proc/self/ns/net)
 results=$(mktemp -d /tmp/netloom-lab-results.XXXXXX)
 trap 'rm -rf "$results"' EXIT
 
+# Network namespaces the kernel holds (in use or still being torn down),
+# from the slab they live in; empty where /proc/slabinfo does not say.
+netns_objects() { awk '$1 == "net_namespace" { print $2 }' /proc/slabinfo 2>/dev/null; }
+BASE_NETNS=$(netns_objects)
+
 run_host() { # scenario n out
+    # The kernel tears a run's namespaces down in the background, holding
+    # the locks the next run needs: wait (up to 60 s) until it is done, so
+    # each run measures its own work.
+    local i
+    if [ -n "$BASE_NETNS" ]; then
+        for ((i = 0; i < 600; i++)); do
+            [ "$(netns_objects)" -le $((BASE_NETNS + 8)) ] && break
+            sleep 0.1
+        done
+    fi
     unshare --net --mount --propagation private "$0" --host "$@"
 }
 

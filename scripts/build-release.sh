@@ -2,6 +2,7 @@
 # Builds the netloom binary to install or to measure, and prints its path.
 #
 #   bash scripts/build-release.sh [cargo build options...]
+#   bash scripts/build-release.sh --print-path   (the path only, nothing built)
 #
 # On Linux with glibc it is linked statically and not position independent:
 # every command is a short process, and such a binary starts about half a
@@ -18,6 +19,14 @@ cd "$(dirname "$0")/.."
 host=$(rustc -vV | sed -n 's/^host: //p')
 target_dir=${CARGO_TARGET_DIR:-$PWD/target}
 case $target_dir in /*) ;; *) target_dir=$PWD/$target_dir ;; esac
+
+if [ "${1:-}" = "--print-path" ]; then
+    case $host in
+    *-linux-gnu) echo "$target_dir/$host/release/netloom" ;;
+    *) echo "$target_dir/release/netloom" ;;
+    esac
+    exit 0
+fi
 
 case $host in
 *-linux-gnu)

@@ -45,8 +45,9 @@ def main() -> None:
             f"   {'':>21}{reaped:>8.0f}   up {verdict(up / nodes, UP_TARGET_MS)}, down {verdict(down / nodes, DOWN_TARGET_MS)}"
         )
     print("split: disjoint into two halves; isolate: one node; heal: all (each one CLI call)")
-    print("up: each run in a fresh throwaway host whose state database already exists (made once per "
-          "machine, untimed); its first lab makes the shared gateway, timed")
+    print("up: each run in a fresh throwaway host, started once the kernel has torn down the previous "
+          "run's namespaces; its state database already exists (made once per machine, untimed); its "
+          "first lab makes the shared gateway, timed")
     print(
         "down: until `lab down` returns (namespaces released); "
         "reaped: until the kernel has freed the last of them (from the start of down)"
