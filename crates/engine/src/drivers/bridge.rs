@@ -140,6 +140,24 @@ fn kerr(action: String) -> impl FnOnce(netloom_kernel::Error) -> EngineError {
     move |e| EngineError::kernel(&action, e)
 }
 
+/// A bridge's own MAC, set when it is made. Without one a bridge takes the
+/// lowest of its ports' MACs, so it would change as sandboxes come and go:
+/// each change leaves the sandboxes with a stale MAC for their gateway and
+/// makes the bridge announce its multicast memberships again, to every
+/// port. Locally administered, from the network's id; `0a:` keeps it apart
+/// from the endpoints' `02:`.
+fn bridge_mac(network: &Network) -> [u8; 6] {
+    let mut mac = [0x0a, 0, 0, 0, 0, 0];
+    for (i, b) in mac.iter_mut().enumerate().skip(1) {
+        *b = network
+            .id
+            .get(i * 2..i * 2 + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    mac
+}
+
 /// What a sandbox's end of the veth must not send: the bridge floods
 /// whatever it sends to a multicast group (an address probe, a router
 /// solicitation, a listener report) to every port of the network, so each
@@ -246,7 +264,7 @@ impl Driver for BridgeDriver {
         let host = kernel.host()?;
         let has_v6 = network.families().contains(&netloom_model::Family::V6);
         // Up once its sysctls are written.
-        let mut spec = LinkSpec::new(&br);
+        let mut spec = LinkSpec::new(&br).mac(MacAddr(bridge_mac(network)));
         if let Some(m) = mtu(network)? {
             spec = spec.mtu(m);
         }

@@ -14,7 +14,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use netloom_kernel::lab_support::{create_named_with_socket, create_named_with_socket_here};
 use netloom_kernel::nft::{Batch, Element, NftSocket, TableDef, Value};
 use netloom_kernel::{
-    AddressOptions, IpPrefix, LinkSpec, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
+    AddressOptions, IpPrefix, LinkSpec, MacAddr, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
 };
 
 use super::gateway::{self, lab_link};
@@ -97,6 +97,10 @@ pub(super) fn set_up_veth_end(
     Ok(())
 }
 
+/// The MAC of every lab's `br0` (locally administered; labs never share a
+/// link, so one value serves them all).
+const BRIDGE_MAC: MacAddr = MacAddr([0x0a, 0x6e, 0x6c, 0x62, 0x72, 0x30]);
+
 /// A lab's bridge namespace as [`make_bridge`] leaves it: a socket in
 /// it, and the bridge's index.
 pub struct Bridge {
@@ -154,7 +158,9 @@ pub fn make_bridge(
         nl.add_route(&Route::default_via(via))
             .map_err(kerr(format!("{what}: add default route via {via}")))?;
     }
-    nl.create_bridge(&LinkSpec::new(BRIDGE).up())
+    // A MAC of its own, or it would take the lowest of its ports' and
+    // change as nodes are added (each change is announced to every node).
+    nl.create_bridge(&LinkSpec::new(BRIDGE).mac(BRIDGE_MAC).up())
         .map_err(kerr(format!("{what}: create bridge {BRIDGE}")))?;
     let br = nl
         .link_index(BRIDGE)
