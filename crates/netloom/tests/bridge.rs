@@ -109,7 +109,13 @@ fn a_new_endpoint_sends_nothing_the_bridge_floods_to_the_others() {
     let Some(w) = world_with_web() else { return };
     w.ok(&["network", "create", "quiet", "--subnet", "10.77.0.0/24"]);
     w.ok(&["sandbox", "create", "c"]);
-    w.ok(&["connect", "quiet", "a"]);
+    let a = w.json(&["connect", "quiet", "a"]);
+    // No IPv6 on an IPv4 network's bridge either (else it announces its
+    // multicast memberships to every port as each port joins).
+    let a = w.json(&["endpoint", "inspect", a["id"].as_str().unwrap()]);
+    let br = a["driver_info"]["bridge"].as_str().unwrap();
+    let out = w.sh(&format!("cat /proc/sys/net/ipv6/conf/{br}/disable_ipv6"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1");
     let bridge_macs = || {
         w.ip_json(None, "link show type bridge")
             .as_array()

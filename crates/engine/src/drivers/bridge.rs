@@ -287,9 +287,15 @@ impl Driver for BridgeDriver {
                 )))?;
         }
         let here = Netns::current().map_err(kerr("open the host namespace".into()))?;
+        let no_ipv6 = format!("net/ipv6/conf/{br}/disable_ipv6");
         let mut sysctls = vec![("net.ipv4.ip_forward", "1")];
         if has_v6 {
             sysctls.push(("net.ipv6.conf.all.forwarding", "1"));
+        } else if std::path::Path::new("/proc/sys/net/ipv6").exists() {
+            // No IPv6 on an IPv4 network's bridge: whatever it would send
+            // (address probes, listener reports each time a port joins,
+            // router solicitations) goes to every sandbox on the network.
+            sysctls.push((&no_ipv6, "1"));
         }
         here.write_sysctls(&sysctls)
             .map_err(kerr(format!("{what}: enable forwarding")))?;
@@ -297,9 +303,6 @@ impl Driver for BridgeDriver {
         if has_v6 {
             host.set_up(index, true)
         } else {
-            // No IPv6 link-local address on an IPv4 network's bridge: what
-            // it would send for one (address probes, listener reports,
-            // router solicitations) goes to every sandbox on the network.
             host.set_up_without_link_local(index)
         }
         .map_err(kerr(format!("{what}: bring {br} up")))?;
