@@ -76,8 +76,7 @@ impl Netlink {
 
     /// Opens a socket inside `ns` (created on a short-lived thread there).
     pub fn open_in(ns: &Netns) -> Result<Netlink> {
-        let label = ns.label().to_owned();
-        ns.run(move || Netlink::open_labelled(label))?
+        Netlink::open_in_with_sysctls(ns, &[])
     }
 
     /// Opens a socket inside `ns` and, on the same trip into it, writes

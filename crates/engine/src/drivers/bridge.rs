@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, MacAddr, Netns, Route};
+use netloom_kernel::{AddressOptions, IpPrefix, LinkSpec, MacAddr, Netlink, Netns, Route};
 use netloom_model::endpoint::parse_mac;
 use netloom_model::{Endpoint, Mode, ModelError, Network};
 
@@ -176,6 +176,17 @@ fn ipv6_sysctls(ifname: &str) -> Vec<(String, &'static str)> {
     vec![(key("accept_dad"), "0"), (key("accept_ra"), "0")]
 }
 
+/// Brings up a link of a network, the bridge or a sandbox's end: on a
+/// network without IPv6 it gets no link-local address, whose probes and
+/// reports would be flooded to every sandbox (see [`ipv6_sysctls`]).
+fn bring_up(nl: &mut Netlink, link: u32, has_v6: bool) -> netloom_kernel::Result<()> {
+    if has_v6 {
+        nl.set_up(link, true)
+    } else {
+        nl.set_up_without_link_local(link)
+    }
+}
+
 /// Addresses, loopback, routes inside the sandbox.
 fn configure_inside(
     kernel: &mut Kernel,
@@ -206,12 +217,7 @@ fn configure_inside(
         nl.add_address(idx, p, AddressOptions::nodad())
             .map_err(err(&format!("add address {}", lease.address)))?;
     }
-    if has_v6 {
-        nl.set_up(idx, true)
-    } else {
-        nl.set_up_without_link_local(idx)
-    }
-    .map_err(err(&format!("bring {} up", endpoint.ifname)))?;
+    bring_up(&mut nl, idx, has_v6).map_err(err(&format!("bring {} up", endpoint.ifname)))?;
     if network.internal || !bridge_is_gateway(network)? {
         return Ok(());
     }
@@ -299,13 +305,7 @@ impl Driver for BridgeDriver {
         }
         here.write_sysctls(&sysctls)
             .map_err(kerr(format!("{what}: enable forwarding")))?;
-        let host = kernel.host()?;
-        if has_v6 {
-            host.set_up(index, true)
-        } else {
-            host.set_up_without_link_local(index)
-        }
-        .map_err(kerr(format!("{what}: bring {br} up")))?;
+        bring_up(kernel.host()?, index, has_v6).map_err(kerr(format!("{what}: bring {br} up")))?;
         kernel
             .firewall()?
             .create_network(&network_firewall(network)?)?;
