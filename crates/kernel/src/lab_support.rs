@@ -5,10 +5,17 @@
 //! followed by [`Netns::write_sysctls`] and [`Netlink::open_in`] does in
 //! three trips: the thread that made the namespace writes the sysctls,
 //! opens the route-netlink socket there and brings loopback up. Several
-//! may run in parallel.
+//! may run in parallel. [`create_named_with_sockets`] also opens, on the
+//! same thread, an nftables socket inside and a route-netlink socket in a
+//! neighbouring namespace (a lab's bridge namespace and its gateway).
 
-use crate::error::Result;
-use crate::netns::{create_named_with, Netns, Thread};
+use std::os::fd::AsFd;
+
+use nix::sched::{setns, CloneFlags};
+
+use crate::error::{Error, Result};
+use crate::netns::{create_named_with, on_dedicated_thread, Netns, Thread};
+use crate::nft::{NftError, NftSocket};
 use crate::socket::Netlink;
 
 /// Creates the named namespace `/run/netns/NAME` (like
@@ -45,4 +52,53 @@ fn create(name: &str, sysctls: &[(&str, &str)], thread: Thread) -> Result<(Netns
         Ok((Netns::open_path(path)?, nl))
     })
     .map(|(_, made)| made)
+}
+
+/// What [`create_named_with_sockets`] hands back.
+pub struct NamedWithSockets {
+    /// The new namespace.
+    pub ns: Netns,
+    /// A route-netlink socket inside it (loopback is up).
+    pub nl: Netlink,
+    /// An nftables socket inside it; its own result, so the caller can
+    /// report a failure as the firewall error it is.
+    pub nft: std::result::Result<NftSocket, NftError>,
+    /// A route-netlink socket in `neighbour`, the namespace given.
+    pub neighbour: Netlink,
+}
+
+/// [`create_named_with_socket`] for a namespace that is also given
+/// nftables rules and a link to `neighbour`: one thread opens a
+/// route-netlink socket in `neighbour`, then makes the namespace, writes
+/// `sysctls`, opens a route-netlink and an nftables socket there and
+/// brings loopback up. One thread instead of three; the caller never
+/// moves. Fails with `EEXIST` if the name is taken; on any failure the
+/// name is left free.
+pub fn create_named_with_sockets(
+    name: &str,
+    sysctls: &[(&str, &str)],
+    neighbour: &Netns,
+) -> Result<NamedWithSockets> {
+    let label = format!("netns {name:?}");
+    let paths = crate::sysctl::sysctl_paths(sysctls, &label)?;
+    let action = || format!("open route netlink socket in {}", neighbour.label());
+    on_dedicated_thread(|| -> Result<NamedWithSockets> {
+        setns(neighbour.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
+        let outer = Netlink::open_labelled(neighbour.label().to_owned())?;
+        // This thread exits when done, so it may enter the new namespace
+        // itself; `/run/netns` is made a shared mount point first.
+        create_named_with(name, true, Thread::Calling, |path| {
+            crate::sysctl::write_opened_here(sysctls, &paths, &label)?;
+            let mut nl = Netlink::open_labelled(label.clone())?;
+            nl.set_up("lo", true)?;
+            Ok(NamedWithSockets {
+                ns: Netns::open_path(path)?,
+                nl,
+                nft: NftSocket::open(),
+                neighbour: outer,
+            })
+        })
+        .map(|(_, made)| made)
+    })
+    .map_err(|why| Error::invalid(action(), why))?
 }

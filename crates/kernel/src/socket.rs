@@ -91,7 +91,7 @@ impl Netlink {
         })?
     }
 
-    fn open_labelled(netns: String) -> Result<Netlink> {
+    pub(crate) fn open_labelled(netns: String) -> Result<Netlink> {
         let action = || format!("open route netlink socket in {netns}");
         let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| Error::io(action(), e))?;
         socket.bind_auto().map_err(|e| Error::io(action(), e))?;

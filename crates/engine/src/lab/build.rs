@@ -11,8 +11,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use netloom_kernel::lab_support::{create_named_with_socket, create_named_with_socket_here};
-use netloom_kernel::nft::{Batch, Element, NftSocket, TableDef, Value};
+use netloom_kernel::lab_support::{create_named_with_socket_here, create_named_with_sockets};
+use netloom_kernel::nft::{Batch, Element, TableDef, Value};
 use netloom_kernel::{
     AddressOptions, IpPrefix, LinkSpec, MacAddr, Netlink, Netns, Route, RETIRED_LINK_PREFIX,
 };
@@ -119,23 +119,26 @@ pub fn make_bridge(
 ) -> Result<Bridge, EngineError> {
     let what = format!("lab {lab:?}");
     let name = bridge_netns_name(lab);
-    let (ns, mut nl) = create_named_with_socket(
+    let made = create_named_with_sockets(
         &name,
         &[
-            ("net.ipv4.ip_forward", "1"),
+            // Forwarding on the links made here from now on (up0, br0):
+            // unlike `ip_forward`, writing the default takes no RTNL lock,
+            // which many labs coming up at once contend for.
+            ("net.ipv4.conf.default.forwarding", "1"),
             ("net.ipv6.conf.all.forwarding", "1"),
             // Bridge ports need no IPv6 link-local addresses of their own.
             ("net.ipv6.conf.default.addr_gen_mode", "1"),
         ],
+        gw,
     )
     .map_err(kerr(format!("{what}: create netns {name}")))?;
+    let (ns, mut nl, mut gwnl) = (made.ns, made.nl, made.neighbour);
     let rules = format!("{what}: NAT rules in {name}");
-    NftSocket::open_in(&netloom_kernel::named_path(&name))
+    made.nft
         .and_then(|mut nft| nft.commit(Batch::new().add_table(bridge_table(ports))))
         .map_err(fw_err(&rules))?;
     let link = lab_link(slot);
-    let mut gwnl =
-        Netlink::open_in(gw).map_err(kerr(format!("{what}: open netlink in the gateway")))?;
     // The link of the slot's previous lab may still be waiting for the
     // kernel to reap it with that lab's namespace.
     super::retire_if_present(&mut gwnl, &link, &what)?;
