@@ -2,17 +2,19 @@
 //! host ports each publishes, the process that supervises it, and the
 //! address plan in force while any lab exists.
 //!
-//! A [`LabStore`] is a second connection to the same database file as the
-//! [`SqliteStore`] of the state directory; each of its mutations is one
+//! A [`LabStore`] taken from the [`SqliteStore`] of the state directory
+//! ([`SqliteStore::labs`]) shares its connection; one opened alone
+//! ([`LabStore::open`]) has its own. Each of its mutations is one
 //! `BEGIN IMMEDIATE` transaction, like the store's own.
 
 use rusqlite::{params, Connection, OptionalExtension};
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::rc::Rc;
 
 use netloom_model::ModelError;
 
 use crate::schema;
-use crate::sqlite::{corrupt, Ctx};
+use crate::sqlite::{corrupt, Ctx, Db};
 use crate::{SqliteStore, StoreError};
 
 /// Where a lab is in its life.
@@ -99,14 +101,13 @@ pub struct NewLab<'a> {
 
 /// The lab tables of one state directory.
 pub struct LabStore {
-    conn: Connection,
-    path: PathBuf,
+    db: Rc<Db>,
 }
 
 impl SqliteStore {
-    /// The lab records of this store (a second connection to its file).
+    /// The lab records of this store, on its connection.
     pub fn labs(&self) -> Result<LabStore, StoreError> {
-        LabStore::connect(self.path())
+        LabStore::with_db(self.db().clone())
     }
 }
 
@@ -136,12 +137,6 @@ fn row_to_lab(path: &Path, r: &rusqlite::Row<'_>) -> Result<LabRow, StoreError> 
 
 const LAB_COLUMNS: &str = "name, slot, state, pid, pid_start, doc";
 
-impl Drop for LabStore {
-    fn drop(&mut self) {
-        crate::sqlite::checkpoint_if_large(&mut self.conn, &self.path);
-    }
-}
-
 impl LabStore {
     /// Opens (creating when missing) the state in `state_dir` and its lab tables.
     ///
@@ -155,59 +150,45 @@ impl LabStore {
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .ctx(&path, "read schema version")?;
             if version == crate::schema::VERSION {
-                return LabStore::with_connection(conn, &path);
+                return LabStore::with_db(Rc::new(Db::new(conn, &path)));
             }
         }
         SqliteStore::open(state_dir)?.labs()
     }
 
-    fn connect(path: &Path) -> Result<LabStore, StoreError> {
-        LabStore::with_connection(crate::sqlite::open_connection(path)?, path)
-    }
-
-    fn with_connection(conn: Connection, path: &Path) -> Result<LabStore, StoreError> {
-        let store = LabStore {
-            conn,
-            path: path.to_path_buf(),
-        };
-        // Databases made before the lab tables existed get them now.
-        let have: bool = store
-            .conn
-            .query_row(
-                "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('labs', 'lab_ports', 'lab_plan')",
-                [],
-                |r| r.get(0),
-            )
-            .ctx(path, "look for the lab tables")?;
-        if !have {
-            store
+    fn with_db(db: Rc<Db>) -> Result<LabStore, StoreError> {
+        if !db.labs_ready.get() {
+            let path = db.path.as_path();
+            // Databases made before the lab tables existed get them now.
+            let have: bool = db
                 .conn
-                .execute_batch(schema::LABS)
-                .ctx(path, "create the lab tables")?;
+                .query_row(
+                    "SELECT count(*) = 3 FROM sqlite_master WHERE type = 'table' AND name IN ('labs', 'lab_ports', 'lab_plan')",
+                    [],
+                    |r| r.get(0),
+                )
+                .ctx(path, "look for the lab tables")?;
+            if !have {
+                db.conn
+                    .execute_batch(schema::LABS)
+                    .ctx(path, "create the lab tables")?;
+            }
+            db.labs_ready.set(true);
         }
-        Ok(store)
+        Ok(LabStore { db })
     }
 
+    /// Runs `f` in one immediate transaction (see [`Db::write`]).
     fn write<T>(
         &mut self,
         f: impl FnOnce(&Connection, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let (conn, path) = (&self.conn, self.path.as_path());
-        conn.execute_batch("BEGIN IMMEDIATE")
-            .ctx(path, "begin transaction")?;
-        let out =
-            f(conn, path).and_then(|v| conn.execute_batch("COMMIT").ctx(path, "commit").map(|_| v));
-        if out.is_err() && !conn.is_autocommit() {
-            if let Err(e) = conn.execute_batch("ROLLBACK").ctx(path, "roll back") {
-                tracing::warn!("{e}");
-            }
-        }
-        out
+        self.db.write(f)
     }
 
     /// The plan in force (or last used), if any lab was ever made.
     pub fn plan(&mut self) -> Result<Option<StoredPlan>, StoreError> {
-        read_plan(&self.conn, &self.path)
+        read_plan(&self.db.conn, &self.db.path)
     }
 
     /// Records a new lab in state `creating`: checks that the name is free,
@@ -364,13 +345,14 @@ impl LabStore {
 
     /// Every lab, by name.
     pub fn labs(&mut self) -> Result<Vec<LabRow>, StoreError> {
-        all_labs(&self.conn, &self.path)
+        all_labs(&self.db.conn, &self.db.path)
     }
 
     /// One lab.
     pub fn lab(&mut self, name: &str) -> Result<Option<LabRow>, StoreError> {
-        let path = self.path.as_path();
+        let path = self.db.path.as_path();
         let mut stmt = self
+            .db
             .conn
             .prepare_cached(&format!("SELECT {LAB_COLUMNS} FROM labs WHERE name = ?1"))
             .ctx(path, "read lab")?;
@@ -383,8 +365,9 @@ impl LabStore {
 
     /// The host ports a lab publishes.
     pub fn ports(&mut self, lab: &str) -> Result<Vec<LabPort>, StoreError> {
-        let path = self.path.as_path();
+        let path = self.db.path.as_path();
         let mut stmt = self
+            .db
             .conn
             .prepare_cached(
                 "SELECT proto, host_port FROM lab_ports WHERE lab = ?1 ORDER BY host_port, proto",

@@ -40,6 +40,55 @@ pub trait Store {
         owner: &str,
         requested: &[IpAddr],
     ) -> Result<Vec<Lease>, StoreError>;
+    /// [`Store::allocate`] for each `(owner, requested)` in turn, as one
+    /// mutation: the same leases and the same first error as those calls
+    /// in that order, but on an error nothing is allocated.
+    ///
+    /// This default makes the calls and releases what they gave when one
+    /// fails; a store that can should do them in one transaction.
+    fn allocate_many(
+        &mut self,
+        network: &str,
+        requests: &[(&str, &[IpAddr])],
+    ) -> Result<Vec<Vec<Lease>>, StoreError> {
+        let mut out = Vec::with_capacity(requests.len());
+        for &(owner, requested) in requests {
+            match self.allocate(network, owner, requested) {
+                Ok(leases) => out.push(leases),
+                Err(e) => {
+                    for &(owner, _) in &requests[..out.len()] {
+                        if let Err(undo) = self.release(network, owner) {
+                            tracing::warn!("could not release {owner:?} on {network:?}: {undo}");
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+    /// [`Store::create_network`] and then [`Store::allocate_many`] on the
+    /// new network, as one mutation: on an error neither happened.
+    ///
+    /// This default makes the two calls and removes the network again when
+    /// the allocations fail; a store that can should do both in one
+    /// transaction.
+    fn create_network_and_allocate(
+        &mut self,
+        request: &NetworkRequest,
+        requests: &[(&str, &[IpAddr])],
+    ) -> Result<(Network, Vec<Vec<Lease>>), StoreError> {
+        let net = self.create_network(request)?;
+        match self.allocate_many(&net.name, requests) {
+            Ok(leases) => Ok((net, leases)),
+            Err(e) => {
+                if let Err(undo) = self.remove_network(&net.id, true) {
+                    tracing::warn!("could not forget network {:?}: {undo}", net.name);
+                }
+                Err(e)
+            }
+        }
+    }
     /// Releases everything `owner` holds on the network; returns what was
     /// released (nothing, without error, when the owner held nothing).
     fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, StoreError>;
@@ -76,4 +125,11 @@ pub trait Store {
     /// Endpoints of one network in one sandbox (by namespace inode).
     fn sandbox_endpoints(&mut self, network: &str, inode: u64)
         -> Result<Vec<Endpoint>, StoreError>;
+
+    /// The lab records kept with this store, on its own connection, if it
+    /// keeps them; `None` for a store that does not, whose user opens a
+    /// [`LabStore`] of its own ([`LabStore::open`]).
+    fn lab_store(&mut self) -> Result<Option<LabStore>, StoreError> {
+        Ok(None)
+    }
 }

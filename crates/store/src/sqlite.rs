@@ -25,9 +25,64 @@ pub const DB_FILE: &str = "state.db";
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 pub struct SqliteStore {
-    conn: Connection,
-    path: PathBuf,
+    db: Rc<Db>,
     cache: Cache,
+}
+
+/// A process's connection to the state database, shared by its
+/// [`SqliteStore`] and the [`LabStore`](crate::LabStore)s taken from it, so
+/// a command opens the file (and parses its schema) once. Whoever drops the
+/// last handle closes it, checkpointing the WAL first when it has grown
+/// (see [`checkpoint_if_large`]).
+///
+/// Each holder runs its mutations as whole `BEGIN IMMEDIATE` transactions
+/// through [`Db::write`], which returns only once the transaction has
+/// ended: no holder can start one while another's is open.
+pub(crate) struct Db {
+    pub(crate) conn: Connection,
+    pub(crate) path: PathBuf,
+    /// Whether the lab tables are known to exist.
+    pub(crate) labs_ready: std::cell::Cell<bool>,
+}
+
+impl Db {
+    pub(crate) fn new(conn: Connection, path: &Path) -> Db {
+        Db {
+            conn,
+            path: path.to_path_buf(),
+            labs_ready: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Runs `f` in one immediate transaction, committing on success and
+    /// rolling back on error. The statements are cached: a mutation parses
+    /// no SQL after the first.
+    pub(crate) fn write<T>(
+        &self,
+        f: impl FnOnce(&Connection, &Path) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let (conn, path) = (&self.conn, self.path.as_path());
+        let run = |sql: &str, op: &str| -> Result<(), StoreError> {
+            conn.prepare_cached(sql)
+                .and_then(|mut s| s.execute([]))
+                .map(|_| ())
+                .ctx(path, op)
+        };
+        run("BEGIN IMMEDIATE", "begin transaction")?;
+        let out = f(conn, path).and_then(|v| run("COMMIT", "commit").map(|_| v));
+        if out.is_err() && !conn.is_autocommit() {
+            if let Err(e) = run("ROLLBACK", "roll back") {
+                tracing::warn!("{e}");
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        checkpoint_if_large(&mut self.conn, &self.path);
+    }
 }
 
 fn blob(n: u128) -> [u8; 16] {
@@ -145,12 +200,6 @@ pub(crate) fn checkpoint_if_large(conn: &mut Connection, path: &Path) {
     }
 }
 
-impl Drop for SqliteStore {
-    fn drop(&mut self) {
-        checkpoint_if_large(&mut self.conn, &self.path);
-    }
-}
-
 impl SqliteStore {
     /// Opens (creating when missing) the store in `state_dir`.
     pub fn open(state_dir: &Path) -> Result<SqliteStore, StoreError> {
@@ -160,32 +209,38 @@ impl SqliteStore {
         })?;
         let path = state_dir.join(DB_FILE);
         let conn = open_connection(&path)?;
+        conn.set_prepared_statement_cache_capacity(64);
         let mut store = SqliteStore {
-            conn,
-            path,
+            db: Rc::new(Db::new(conn, &path)),
             cache: Cache::default(),
         };
-        store.conn.set_prepared_statement_cache_capacity(64);
         store.migrate()?;
         Ok(store)
     }
 
     /// The database file.
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.db.path
+    }
+
+    /// The connection, for the lab records to share.
+    pub(crate) fn db(&self) -> &Rc<Db> {
+        &self.db
     }
 
     fn migrate(&mut self) -> Result<(), StoreError> {
+        let path = self.db.path.as_path();
         let version: i64 = self
+            .db
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .ctx(&self.path, "read schema version")?;
+            .ctx(path, "read schema version")?;
         if version == schema::VERSION {
             return Ok(());
         }
         if version > schema::VERSION {
             return Err(StoreError::Corrupt {
-                path: self.path.clone(),
+                path: path.to_path_buf(),
                 what: format!(
                     "schema version {version} (this netloom knows up to {})",
                     schema::VERSION
@@ -198,6 +253,7 @@ impl SqliteStore {
         let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
         let mode: String = loop {
             match self
+                .db
                 .conn
                 .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
             {
@@ -207,11 +263,11 @@ impl SqliteStore {
                 {
                     std::thread::sleep(std::time::Duration::from_millis(1));
                 }
-                other => break other.ctx(&self.path, "switch to WAL")?,
+                other => break other.ctx(path, "switch to WAL")?,
             }
         };
         tracing::debug!(journal_mode = %mode, "state database opened for the first time");
-        self.write(|_, conn, path| {
+        let created = self.write(|_, conn, path| {
             // Another process may have created it meanwhile.
             let version: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
@@ -222,32 +278,22 @@ impl SqliteStore {
                 conn.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))
                     .ctx(path, "set schema version")?;
             }
-            Ok(())
-        })
+            Ok(version == 0)
+        })?;
+        if created {
+            // The schema includes the lab tables.
+            self.db.labs_ready.set(true);
+        }
+        Ok(())
     }
 
-    /// Runs `f` in one immediate transaction, committing on success and
-    /// rolling back on error. The statements are cached: a mutation parses
-    /// no SQL after the first.
+    /// Runs `f` in one immediate transaction (see [`Db::write`]).
     fn write<T>(
         &mut self,
         f: impl FnOnce(&mut Cache, &Connection, &Path) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let (conn, path, cache) = (&self.conn, self.path.as_path(), &mut self.cache);
-        let run = |sql: &str, op: &str| -> Result<(), StoreError> {
-            conn.prepare_cached(sql)
-                .and_then(|mut s| s.execute([]))
-                .map(|_| ())
-                .ctx(path, op)
-        };
-        run("BEGIN IMMEDIATE", "begin transaction")?;
-        let out = f(cache, conn, path).and_then(|v| run("COMMIT", "commit").map(|_| v));
-        if out.is_err() && !conn.is_autocommit() {
-            if let Err(e) = run("ROLLBACK", "roll back") {
-                tracing::warn!("{e}");
-            }
-        }
-        out
+        let cache = &mut self.cache;
+        self.db.write(|conn, path| f(cache, conn, path))
     }
 }
 
@@ -690,96 +736,145 @@ pub(crate) fn release_in(
     Ok(held)
 }
 
+/// A validated network, with an id not yet recorded: what
+/// [`Store::create_network`] records.
+fn new_network(request: &NetworkRequest) -> Result<Network, StoreError> {
+    let id = random_id().map_err(|source| StoreError::Dir {
+        path: PathBuf::from("/dev/urandom"),
+        source,
+    })?;
+    Ok(request.validate(&id)?)
+}
+
+/// Records a validated network, its subnets, gateways and reserved
+/// addresses, inside the caller's transaction (see [`Store::create_network`]).
+fn create_in(tx: &Connection, path: &Path, net: Network) -> Result<Stored, StoreError> {
+    let exists: bool = tx
+        .query_row(
+            "SELECT 1 FROM networks WHERE name = ?1",
+            [&net.name],
+            |_| Ok(true),
+        )
+        .optional()
+        .ctx(path, "look up network")?
+        .unwrap_or(false);
+    if exists {
+        return Err(ModelError::NetworkExists {
+            name: net.name.clone(),
+        }
+        .into());
+    }
+    for s in &net.subnets {
+        let other: Option<String> = tx
+            .query_row(
+                "SELECT n.doc FROM subnets s JOIN networks n ON n.key = s.net
+                 WHERE s.address_space = ?1 AND s.family = ?2 AND s.first <= ?4 AND s.last >= ?3 LIMIT 1",
+                params![
+                    net.address_space,
+                    s.family().number(),
+                    blob(s.subnet.first()),
+                    blob(s.subnet.last())
+                ],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx(path, "check overlaps")?;
+        if let Some(doc) = other {
+            let other = parse_doc(path, &doc)?;
+            let (subnet, other_subnet) =
+                first_overlap(&net, &other).ok_or_else(|| corrupt(path, "a subnet row"))?;
+            return Err(ModelError::Overlap {
+                network: net.name.clone(),
+                subnet,
+                other_network: other.name,
+                other_subnet,
+                address_space: net.address_space.clone(),
+            }
+            .into());
+        }
+    }
+    let doc = serde_json::to_string(&net).expect("a network serialises");
+    tx.execute(
+        "INSERT INTO networks (id, name, address_space, doc) VALUES (?1, ?2, ?3, ?4)",
+        params![net.id, net.name, net.address_space, doc],
+    )
+    .ctx(path, "record network")?;
+    let net = Stored {
+        key: tx.last_insert_rowid(),
+        net: Rc::new(net),
+    };
+    for (idx, s) in net.subnets.iter().enumerate() {
+        tx.execute(
+            "INSERT INTO subnets (net, idx, address_space, family, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![
+                net.key,
+                idx as i64,
+                net.address_space,
+                s.family().number(),
+                blob(s.subnet.first()),
+                blob(s.subnet.last())
+            ],
+        )
+        .ctx(path, "record subnet")?;
+        if let Some(gw) = s.gateway {
+            insert(tx, path, &net, idx, gw, &Owner::Gateway)?;
+        }
+        for (name, ip) in &s.aux_addresses {
+            insert(tx, path, &net, idx, *ip, &Owner::Reserved(name.clone()))?;
+        }
+    }
+    Ok(net)
+}
+
+/// Gives each owner its addresses on `net` in turn, as
+/// [`Store::allocate`] would, inside the caller's transaction.
+fn allocate_each(
+    tx: &Connection,
+    path: &Path,
+    net: &Stored,
+    requests: &[(&str, &[IpAddr])],
+) -> Result<Vec<Vec<Lease>>, StoreError> {
+    requests
+        .iter()
+        .map(|&(owner, requested)| {
+            netloom_model::network::check_name("owner id", owner)?;
+            allocate_in(tx, path, net, owner, requested)
+        })
+        .collect()
+}
+
 impl Store for SqliteStore {
     fn create_network(&mut self, request: &NetworkRequest) -> Result<Network, StoreError> {
-        let id = random_id().map_err(|source| StoreError::Dir {
-            path: PathBuf::from("/dev/urandom"),
-            source,
-        })?;
-        let net = request.validate(&id)?;
+        let net = new_network(request)?;
+        self.write(|_, tx, path| Ok((*create_in(tx, path, net)?.net).clone()))
+    }
+
+    fn create_network_and_allocate(
+        &mut self,
+        request: &NetworkRequest,
+        requests: &[(&str, &[IpAddr])],
+    ) -> Result<(Network, Vec<Vec<Lease>>), StoreError> {
+        let net = new_network(request)?;
         self.write(|_, tx, path| {
-            let exists: bool = tx
-                .query_row("SELECT 1 FROM networks WHERE name = ?1", [&net.name], |_| Ok(true))
-                .optional()
-                .ctx(path, "look up network")?
-                .unwrap_or(false);
-            if exists {
-                return Err(ModelError::NetworkExists { name: net.name.clone() }.into());
-            }
-            for s in &net.subnets {
-                let other: Option<String> = tx
-                    .query_row(
-                        "SELECT n.doc FROM subnets s JOIN networks n ON n.key = s.net
-                         WHERE s.address_space = ?1 AND s.family = ?2 AND s.first <= ?4 AND s.last >= ?3 LIMIT 1",
-                        params![
-                            net.address_space,
-                            s.family().number(),
-                            blob(s.subnet.first()),
-                            blob(s.subnet.last())
-                        ],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .ctx(path, "check overlaps")?;
-                if let Some(doc) = other {
-                    let other = parse_doc(path, &doc)?;
-                    let (subnet, other_subnet) =
-                        first_overlap(&net, &other).ok_or_else(|| corrupt(path, "a subnet row"))?;
-                    return Err(ModelError::Overlap {
-                        network: net.name.clone(),
-                        subnet,
-                        other_network: other.name,
-                        other_subnet,
-                        address_space: net.address_space.clone(),
-                    }
-                    .into());
-                }
-            }
-            let doc = serde_json::to_string(&net).expect("a network serialises");
-            tx.execute(
-                "INSERT INTO networks (id, name, address_space, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![net.id, net.name, net.address_space, doc],
-            )
-            .ctx(path, "record network")?;
-            let net = Stored {
-                key: tx.last_insert_rowid(),
-                net: Rc::new(net),
-            };
-            for (idx, s) in net.subnets.iter().enumerate() {
-                tx.execute(
-                    "INSERT INTO subnets (net, idx, address_space, family, first, last) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                    params![
-                        net.key,
-                        idx as i64,
-                        net.address_space,
-                        s.family().number(),
-                        blob(s.subnet.first()),
-                        blob(s.subnet.last())
-                    ],
-                )
-                .ctx(path, "record subnet")?;
-                if let Some(gw) = s.gateway {
-                    insert(tx, path, &net, idx, gw, &Owner::Gateway)?;
-                }
-                for (name, ip) in &s.aux_addresses {
-                    insert(tx, path, &net, idx, *ip, &Owner::Reserved(name.clone()))?;
-                }
-            }
-            Ok((*net.net).clone())
+            let net = create_in(tx, path, net)?;
+            let leases = allocate_each(tx, path, &net, requests)?;
+            Ok(((*net.net).clone(), leases))
         })
     }
 
     fn network(&mut self, name_or_id: &str) -> Result<Network, StoreError> {
-        Ok((*load_network(&mut self.cache, &self.conn, &self.path, name_or_id)?.net).clone())
+        let db = &*self.db;
+        Ok((*load_network(&mut self.cache, &db.conn, &db.path, name_or_id)?.net).clone())
     }
 
     fn networks(&mut self) -> Result<Vec<Network>, StoreError> {
-        let docs: Vec<String> = self
+        let db = &*self.db;
+        let docs: Vec<String> = db
             .conn
             .prepare_cached("SELECT doc FROM networks ORDER BY name")
             .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
-            .ctx(&self.path, "list networks")?;
-        docs.iter().map(|d| parse_doc(&self.path, d)).collect()
+            .ctx(&db.path, "list networks")?;
+        docs.iter().map(|d| parse_doc(&db.path, d)).collect()
     }
 
     fn remove_network(&mut self, name_or_id: &str, force: bool) -> Result<Network, StoreError> {
@@ -831,6 +926,23 @@ impl Store for SqliteStore {
         })
     }
 
+    fn allocate_many(
+        &mut self,
+        network: &str,
+        requests: &[(&str, &[IpAddr])],
+    ) -> Result<Vec<Vec<Lease>>, StoreError> {
+        // As many `allocate`s would: nothing to do for no owner, and the
+        // first owner's name is checked before the network is looked up.
+        let Some(&(first, _)) = requests.first() else {
+            return Ok(Vec::new());
+        };
+        netloom_model::network::check_name("owner id", first)?;
+        self.write(|cache, tx, path| {
+            let net = load_network(cache, tx, path, network)?;
+            allocate_each(tx, path, &net, requests)
+        })
+    }
+
     fn release(&mut self, network: &str, owner: &str) -> Result<Vec<Allocation>, StoreError> {
         self.write(|cache, tx, path| {
             let net = load_network(cache, tx, path, network)?;
@@ -839,35 +951,42 @@ impl Store for SqliteStore {
     }
 
     fn leases(&mut self, network: &str, owner: &str) -> Result<Vec<Lease>, StoreError> {
-        let net = load_network(&mut self.cache, &self.conn, &self.path, network)?;
-        let held = owner_allocations(&self.conn, &self.path, &net, owner)?;
+        let db = &*self.db;
+        let net = load_network(&mut self.cache, &db.conn, &db.path, network)?;
+        let held = owner_allocations(&db.conn, &db.path, &net, owner)?;
         Ok(leases_of(&net, &held))
     }
 
     fn allocations(&mut self, network: &str) -> Result<Vec<Allocation>, StoreError> {
-        let net = load_network(&mut self.cache, &self.conn, &self.path, network)?;
-        network_allocations(&self.conn, &self.path, &net)
+        let db = &*self.db;
+        let net = load_network(&mut self.cache, &db.conn, &db.path, network)?;
+        network_allocations(&db.conn, &db.path, &net)
     }
 
     fn snapshot(&mut self) -> Result<State, StoreError> {
         // One read transaction, so the snapshot is consistent.
-        let path = self.path.clone();
-        let tx = self.conn.transaction().ctx(&path, "begin read")?;
+        let path = self.db.path.as_path();
+        // Refused by SQLite, rather than nested, if one were open.
+        let tx = self
+            .db
+            .conn
+            .unchecked_transaction()
+            .ctx(path, "begin read")?;
         let rows: Vec<(i64, String)> = tx
             .prepare_cached("SELECT key, doc FROM networks ORDER BY name")
             .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
-            .ctx(&path, "list networks")?;
+            .ctx(path, "list networks")?;
         let mut networks = Vec::new();
         let mut allocations = Vec::new();
         for (key, doc) in rows {
             let net = Stored {
                 key,
-                net: Rc::new(parse_doc(&path, &doc)?),
+                net: Rc::new(parse_doc(path, &doc)?),
             };
-            allocations.extend(network_allocations(&tx, &path, &net)?);
+            allocations.extend(network_allocations(&tx, path, &net)?);
             networks.push((*net.net).clone());
         }
-        tx.finish().ctx(&path, "end read")?;
+        tx.finish().ctx(path, "end read")?;
         Ok(State {
             networks,
             allocations,
@@ -891,11 +1010,11 @@ impl Store for SqliteStore {
     }
 
     fn endpoint(&mut self, id: &str) -> Result<Endpoint, StoreError> {
-        endpoints::get(&mut self.cache, &self.conn, &self.path, id)
+        endpoints::get(&mut self.cache, &self.db.conn, &self.db.path, id)
     }
 
     fn endpoints(&mut self, network: Option<&str>) -> Result<Vec<Endpoint>, StoreError> {
-        endpoints::list(&mut self.cache, &self.conn, &self.path, network)
+        endpoints::list(&mut self.cache, &self.db.conn, &self.db.path, network)
     }
 
     fn add_sandbox(&mut self, name: &str, inode: u64) -> Result<(), StoreError> {
@@ -907,11 +1026,15 @@ impl Store for SqliteStore {
     }
 
     fn sandboxes(&mut self) -> Result<Vec<(String, u64)>, StoreError> {
-        endpoints::sandboxes(&self.conn, &self.path)
+        endpoints::sandboxes(&self.db.conn, &self.db.path)
     }
 
     fn sandbox_ifnames(&mut self, inode: u64) -> Result<Vec<String>, StoreError> {
-        endpoints::sandbox_ifnames(&self.conn, &self.path, inode)
+        endpoints::sandbox_ifnames(&self.db.conn, &self.db.path, inode)
+    }
+
+    fn lab_store(&mut self) -> Result<Option<crate::LabStore>, StoreError> {
+        self.labs().map(Some)
     }
 
     fn sandbox_endpoints(
@@ -919,6 +1042,12 @@ impl Store for SqliteStore {
         network: &str,
         inode: u64,
     ) -> Result<Vec<Endpoint>, StoreError> {
-        endpoints::in_sandbox(&mut self.cache, &self.conn, &self.path, network, inode)
+        endpoints::in_sandbox(
+            &mut self.cache,
+            &self.db.conn,
+            &self.db.path,
+            network,
+            inode,
+        )
     }
 }

@@ -165,8 +165,13 @@ fn plan_in(store: &mut LabStore, settings: &PlanSettings) -> Result<LabPlan, Eng
 }
 
 impl Engine {
-    fn lab_store(&self) -> Result<LabStore, EngineError> {
-        Ok(LabStore::open(&self.state_dir)?)
+    /// The lab records: on the store's own connection when it keeps them,
+    /// else in the state directory's database.
+    fn lab_store(&mut self) -> Result<LabStore, EngineError> {
+        match self.store.lab_store()? {
+            Some(store) => Ok(store),
+            None => Ok(LabStore::open(&self.state_dir)?),
+        }
     }
 
     /// The plan `settings` ask for: explicit settings, else the stored
@@ -313,25 +318,37 @@ impl Engine {
         lock.take();
         tracing::debug!(lab = %spec.name, elapsed = ?t0.elapsed(), "gateway there");
         let net = ipam_network(&spec.name);
-        self.store.create_network(&NetworkRequest {
-            name: net.clone(),
-            driver: "null".into(),
-            subnets: vec![plan.nodes.to_string()],
-            gateways: vec![plan.bridge.to_string()],
-            address_space: Some(net.clone()),
-            ipam_policy: Policy::Lowest,
-            mode: Mode::Shared,
-            ..Default::default()
-        })?;
         // Fixed addresses first, so a dynamic one never takes them.
-        let mut nodes: Vec<Option<NodeRecord>> = vec![None; spec.nodes.len()];
-        let order = (0..spec.nodes.len())
+        let order: Vec<usize> = (0..spec.nodes.len())
             .filter(|&i| spec.nodes[i].address.is_some())
-            .chain((0..spec.nodes.len()).filter(|&i| spec.nodes[i].address.is_none()));
-        for i in order {
+            .chain((0..spec.nodes.len()).filter(|&i| spec.nodes[i].address.is_none()))
+            .collect();
+        let requested: Vec<Vec<IpAddr>> = order
+            .iter()
+            .map(|&i| spec.nodes[i].address.map(IpAddr::V4).into_iter().collect())
+            .collect();
+        let requests: Vec<(&str, &[IpAddr])> = order
+            .iter()
+            .zip(&requested)
+            .map(|(&i, r)| (spec.nodes[i].name.as_str(), r.as_slice()))
+            .collect();
+        // The network and every node's addresses in one transaction.
+        let (_, allocated) = self.store.create_network_and_allocate(
+            &NetworkRequest {
+                name: net.clone(),
+                driver: "null".into(),
+                subnets: vec![plan.nodes.to_string()],
+                gateways: vec![plan.bridge.to_string()],
+                address_space: Some(net.clone()),
+                ipam_policy: Policy::Lowest,
+                mode: Mode::Shared,
+                ..Default::default()
+            },
+            &requests,
+        )?;
+        let mut nodes: Vec<Option<NodeRecord>> = vec![None; spec.nodes.len()];
+        for (&i, leases) in order.iter().zip(allocated) {
             let n = &spec.nodes[i];
-            let requested: Vec<IpAddr> = n.address.map(IpAddr::V4).into_iter().collect();
-            let leases = self.store.allocate(&net, &n.name, &requested)?;
             let ipv4 = leases
                 .iter()
                 .find_map(|l| match l.ip {
