@@ -138,6 +138,42 @@ fn a_hundred_node_lab_comes_up_in_three_seconds_and_goes_down_leaving_nothing() 
     nothing_left(&w);
 }
 
+/// A node's IPv6 counter from /proc/net/snmp6 (0 when not listed).
+fn snmp6(w: &World, lab: &str, node: &str, key: &str) -> u64 {
+    let out = exec(w, lab, node, &["cat", "/proc/net/snmp6"]);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| {
+            let mut f = l.split_whitespace();
+            (f.next() == Some(key)).then(|| f.next().unwrap().parse().unwrap())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn nodes_hear_nothing_of_each_other_coming_up_and_still_talk_over_ipv6() {
+    let Some(w) = World::new() else { return };
+    let mut text = String::from("name = \"quiet\"\n");
+    for i in 0..30 {
+        text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
+    }
+    let f = lab_file(&w, "quiet", &text);
+    w.ok(&["lab", "up", &f]);
+    // Listener reports go out within a second of an address being added.
+    std::thread::sleep(Duration::from_millis(1500));
+    // Each node reports the group of its IPv6 address twice; flooded to
+    // every other node that made 58 here. The bridge's own go nowhere.
+    assert_eq!(snmp6(&w, "quiet", "n0", "Icmp6InType143"), 0);
+    let multicast = snmp6(&w, "quiet", "n0", "Ip6InMcastPkts");
+    assert!(multicast < 10, "n0 received {multicast} multicast packets");
+    // Neighbour discovery (multicast too) still reaches every node.
+    assert!(pings(&w, "quiet", "n0", "n29.v6"), "n0 -> n29 over IPv6");
+    assert!(pings(&w, "quiet", "n29", "n0.v6"), "n29 -> n0 over IPv6");
+    w.ok(&["lab", "down", "quiet"]);
+    nothing_left(&w);
+}
+
 #[test]
 fn nodes_get_addresses_in_their_own_space_and_commands_their_environment() {
     let Some(w) = World::new() else { return };

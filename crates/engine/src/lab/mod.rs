@@ -11,7 +11,7 @@
 //! | the lab's link in the gateway | `l<slot>` |
 //! | a node's namespace | `/run/netns/nlab-LAB:NODE`; its interface `eth0` |
 //! | a node's bridge port | `n<index>` (index in the lab file) |
-//! | nftables | `netloom-lab` (host: `ip`/`ip6`; gateway, bridge: `inet`) |
+//! | nftables | `netloom-lab` (host: `ip`/`ip6`; gateway: `inet`; bridge namespace: `inet` and `bridge`), `netloom-partition` (`bridge`) |
 
 mod build;
 mod exec;

@@ -498,6 +498,34 @@ impl Rule {
         })
     }
 
+    /// `icmpv6 type TYPE` (with the `meta l4proto ipv6-icmp` nft adds):
+    /// the packet is ICMPv6 of this type. Extension headers before the
+    /// ICMPv6 header (as a listener report's hop-by-hop option) are
+    /// skipped, in the `bridge` family as well.
+    pub fn icmpv6_type(self, kind: u8) -> Self {
+        const IPPROTO_ICMPV6: u8 = 58;
+        self.expr(Expr::Meta {
+            key: MetaKey::L4proto,
+            dreg: Reg::R1,
+        })
+        .expr(Expr::Cmp {
+            sreg: Reg::R1,
+            op: CmpOp::Eq,
+            data: vec![IPPROTO_ICMPV6],
+        })
+        .expr(Expr::Payload {
+            base: PayloadBase::Transport,
+            offset: 0,
+            len: 1,
+            dreg: Reg::R1,
+        })
+        .expr(Expr::Cmp {
+            sreg: Reg::R1,
+            op: CmpOp::Eq,
+            data: vec![kind],
+        })
+    }
+
     /// `fib daddr type local`: the destination is an address of this host.
     pub fn fib_daddr_local(self) -> Self {
         const RTN_LOCAL: u32 = 2;
