@@ -98,8 +98,10 @@ run_host() { # scenario limit_seconds
         bash "$0" --host "$1" "$OUT/$1.json"; then
         echo "scenario $1 ended with an error (see above); going on" >&2
     fi
-    sleep 2 # let the kernel tear the previous host's namespaces down
+    # Let the kernel free the previous host's namespaces before the next one.
+    bench_settle_netns "$NETNS_BASE"
 }
+NETNS_BASE=$(bench_netns_base)
 start=$(date +%s)
 case $SCENARIO in
     both) run_host publish 600; run_host plain 600 ;;

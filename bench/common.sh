@@ -57,3 +57,33 @@ bench_netloom_bin() {
 
 # ver COMMAND...: the first line COMMAND prints, or nothing.
 ver() { "$@" 2>/dev/null | head -1 || true; }
+
+# Network namespaces the kernel holds (in use or dying), from the slab they
+# live in; empty where /proc/slabinfo does not say.
+bench_netns_objects() { awk '$1 == "net_namespace" { print $2 }' /proc/slabinfo 2>/dev/null; }
+
+# bench_settle_netns BASE: waits (up to 60 s) until the kernel has freed the
+# namespaces of earlier throwaway hosts, i.e. until the slab holds at most
+# BASE + 64 of them (slack: it counts objects of partly used slabs). Dying
+# namespaces were seen to stay allocated on an idle machine until the next
+# namespace was made, so it makes one (and drops it at once) every 5 s.
+# Without BASE (no slabinfo), waits 2 s.
+bench_settle_netns() {
+    local base=${1:-} i
+    if [ -z "$base" ]; then sleep 2; return; fi
+    unshare --net true
+    for ((i = 0; i < 600; i++)); do
+        [ "$(bench_netns_objects)" -le $((base + 64)) ] && return
+        sleep 0.1
+        if ((i % 50 == 49)); then unshare --net true; fi
+    done
+}
+
+# bench_netns_base: the slab's count on a settled machine (one namespace
+# made and dropped first, to free dying ones), for bench_settle_netns.
+bench_netns_base() {
+    [ -n "$(bench_netns_objects)" ] || return 0
+    unshare --net true
+    sleep 1
+    bench_netns_objects
+}

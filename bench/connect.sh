@@ -114,8 +114,10 @@ run_host() { # scenario limit_seconds
         bash "$0" --host "$1" "$OUT/$1.json" 2> >(tee "$OUT/$1.err" >&2); then
         echo "scenario $1 ended with an error (see above); going on" >&2
     fi
-    sleep 2 # let the kernel tear the previous host's namespaces down before the next one
+    # Let the kernel free the previous host's namespaces before the next one.
+    bench_settle_netns "$NETNS_BASE"
 }
+NETNS_BASE=$(bench_netns_base)
 start=$(date +%s)
 run_host plain 360
 run_host publish 360
