@@ -452,6 +452,16 @@ impl Rule {
             })
     }
 
+    /// Loads with `load` (into `reg 1`) and goes on only if the loaded
+    /// bytes equal `data`.
+    fn loaded_eq(self, load: Expr, data: Vec<u8>) -> Self {
+        self.expr(load).expr(Expr::Cmp {
+            sreg: Reg::R1,
+            op: CmpOp::Eq,
+            data,
+        })
+    }
+
     /// `iifname "NAME"`, `iifname != "NAME"`, `iifname "PREFIX*"`.
     pub fn iifname(self, m: NameMatch) -> Self {
         self.name_match(MetaKey::Iifname, m)
@@ -467,15 +477,13 @@ impl Rule {
         if !matches!(family, Family::Ip | Family::Ip6) {
             return self.fail(format!("meta nfproto is ipv4 or ipv6, not {family}"));
         }
-        self.expr(Expr::Meta {
-            key: MetaKey::Nfproto,
-            dreg: Reg::R1,
-        })
-        .expr(Expr::Cmp {
-            sreg: Reg::R1,
-            op: CmpOp::Eq,
-            data: vec![family.nfproto()],
-        })
+        self.loaded_eq(
+            Expr::Meta {
+                key: MetaKey::Nfproto,
+                dreg: Reg::R1,
+            },
+            vec![family.nfproto()],
+        )
     }
 
     /// `ip saddr ADDR` or `ip6 saddr ADDR`. In an `inet` table, precede
@@ -485,17 +493,13 @@ impl Rule {
             IpAddr::V4(a) => (12, a.octets().to_vec()),
             IpAddr::V6(a) => (8, a.octets().to_vec()),
         };
-        self.expr(Expr::Payload {
+        let load = Expr::Payload {
             base: PayloadBase::Network,
             offset,
             len: data.len() as u32,
             dreg: Reg::R1,
-        })
-        .expr(Expr::Cmp {
-            sreg: Reg::R1,
-            op: CmpOp::Eq,
-            data,
-        })
+        };
+        self.loaded_eq(load, data)
     }
 
     /// `icmpv6 type TYPE` (with the `meta l4proto ipv6-icmp` nft adds):
@@ -504,40 +508,28 @@ impl Rule {
     /// skipped, in the `bridge` family as well.
     pub fn icmpv6_type(self, kind: u8) -> Self {
         const IPPROTO_ICMPV6: u8 = 58;
-        self.expr(Expr::Meta {
+        let l4proto = Expr::Meta {
             key: MetaKey::L4proto,
             dreg: Reg::R1,
-        })
-        .expr(Expr::Cmp {
-            sreg: Reg::R1,
-            op: CmpOp::Eq,
-            data: vec![IPPROTO_ICMPV6],
-        })
-        .expr(Expr::Payload {
+        };
+        let first_byte = Expr::Payload {
             base: PayloadBase::Transport,
             offset: 0,
             len: 1,
             dreg: Reg::R1,
-        })
-        .expr(Expr::Cmp {
-            sreg: Reg::R1,
-            op: CmpOp::Eq,
-            data: vec![kind],
-        })
+        };
+        self.loaded_eq(l4proto, vec![IPPROTO_ICMPV6])
+            .loaded_eq(first_byte, vec![kind])
     }
 
     /// `fib daddr type local`: the destination is an address of this host.
     pub fn fib_daddr_local(self) -> Self {
         const RTN_LOCAL: u32 = 2;
-        self.expr(Expr::FibAddrType {
+        let load = Expr::FibAddrType {
             addr: FibAddr::Daddr,
             dreg: Reg::R1,
-        })
-        .expr(Expr::Cmp {
-            sreg: Reg::R1,
-            op: CmpOp::Eq,
-            data: RTN_LOCAL.to_ne_bytes().to_vec(),
-        })
+        };
+        self.loaded_eq(load, RTN_LOCAL.to_ne_bytes().to_vec())
     }
 
     /// Loads `key` from the packet into the registers from `reg 1` on,
