@@ -173,6 +173,7 @@ impl Netlink {
         }
         let mut peer_msg = LinkMessage::default();
         apply_spec(&mut peer_msg, peer);
+        peer_msg.attributes.extend(one_queue_each_way());
         let data = InfoData::Veth(InfoVeth::Peer(peer_msg));
         self.create_link(spec, InfoKind::Veth, Some(data), None, &peer_desc)
     }
@@ -285,6 +286,9 @@ impl Netlink {
         }
         if let Some(parent) = parent {
             msg.attributes.push(LinkAttribute::Link(parent));
+        }
+        if matches!(kind, InfoKind::Veth) {
+            msg.attributes.extend(one_queue_each_way());
         }
         let mut info = vec![LinkInfo::Kind(kind)];
         info.extend(data.map(LinkInfo::Data));
@@ -503,6 +507,17 @@ pub const RETIRED_LINK_PREFIX: &str = "nlx";
 /// The alias of a link whose deletion is under way
 /// (see [`Netlink::delete_link_in_background`]).
 pub const DELETING_LINK_ALIAS: &str = "netloom: being deleted";
+
+/// One transmit and one receive queue, asked for as a veth end is made.
+///
+/// Without them a veth gets a queue per possible CPU, then has its queues
+/// in use cut to one each way (what it uses either way) once registered,
+/// and that waits for an RCU grace period while holding the RTNL lock:
+/// every other netlink request on the machine waits too, and with many
+/// made at once the CPUs stand idle.
+fn one_queue_each_way() -> [LinkAttribute; 2] {
+    [LinkAttribute::NumTxQueues(1), LinkAttribute::NumRxQueues(1)]
+}
 
 /// IPv6 address generation off: the link gets no link-local address when
 /// it comes up.

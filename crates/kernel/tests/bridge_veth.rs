@@ -378,3 +378,43 @@ fn links_brought_up_without_link_local_have_only_their_given_addresses() {
         assert_ping(&host, "q", "fd78::1");
     }
 }
+
+/// `ip -d` details of a link, as JSON, from inside the host (or from
+/// the named namespace in it).
+fn link_details(
+    host: &netloom_testhost::Host,
+    netns: Option<&str>,
+    link: &str,
+) -> serde_json::Value {
+    let mut cmd = host.command("ip");
+    if let Some(ns) = netns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd
+        .args(["-d", "-j", "link", "show", link])
+        .output()
+        .expect("run ip");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+#[test]
+fn veth_ends_are_made_with_one_queue_each_way() {
+    // With a queue per CPU, the kernel cuts the queues in use to one once
+    // the link is registered, waiting for an RCU grace period under the
+    // RTNL lock; asked for one, it has nothing to cut.
+    let host = host_or_skip!();
+    let (_host_ns, mut nl) = host_netlink(&host);
+    let ns = named_netns(&host, "q");
+    nl.create_veth(&LinkSpec::new("vq").up(), &LinkSpec::new("eth0").netns(&ns))
+        .unwrap();
+    for (netns, link) in [(None, "vq"), (Some("q"), "eth0")] {
+        let d = link_details(&host, netns, link);
+        assert_eq!(d["num_tx_queues"], 1, "{link}: {d}");
+        assert_eq!(d["num_rx_queues"], 1, "{link}: {d}");
+    }
+}
