@@ -2,12 +2,22 @@
 //! /30) and a namespace per node on the bridge.
 //!
 //! Per node: one named namespace, one `RTM_NEWLINK` that makes the veth
-//! with its bridge port enslaved and up and its peer created directly in
-//! the node's namespace, then a handful of messages on one socket inside
-//! the node (loopback, eth0, addresses, default routes). The lab's NAT
+//! with its bridge port enslaved and its peer created directly in the
+//! node's namespace, then a handful of messages on one socket inside the
+//! node (loopback, eth0, addresses, default routes) and one bringing the
+//! port up. The lab's NAT
 //! rules are one nf_tables transaction over netlink. No process is spawned.
 //!
 //! Teardown removes the namespaces: the kernel frees their veths with them.
+//!
+//! The order links come up in matters. A link that is up without a carrier
+//! (a veth whose other end is down, a bridge without a port up) gets its
+//! queues deactivated when the kernel next handles link events, and that
+//! waits for an RCU grace period while holding the RTNL lock, stalling
+//! every netlink request on the machine (looking a link up handles its
+//! pending events at once). So each veth end comes up right after its
+//! other end, links are looked up while down or once their other end is
+//! up, and a lab's bridge comes up after its ports.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -206,6 +216,9 @@ pub fn make_bridge(
     .map_err(kerr(format!("{what}: create veth {link} in the gateway")))?;
     let (gw4, br4) = plan.link_v4(slot);
     let (gw6, br6) = plan.link_v6(slot);
+    // The bridge's end up first, so the gateway's end has its carrier by
+    // the time it is looked up (see the module docs).
+    set_up_veth_end(&mut nl, &what, BRIDGE_UPLINK, br4, br6)?;
     let gwidx = gwnl
         .link_index(&link)
         .map_err(kerr(format!("{what}: find {link}")))?;
@@ -213,14 +226,15 @@ pub fn make_bridge(
         gwnl.add_address(gwidx, p, AddressOptions::nodad())
             .map_err(kerr(format!("{what}: add {p} to {link} in the gateway")))?;
     }
-    set_up_veth_end(&mut nl, &what, BRIDGE_UPLINK, br4, br6)?;
     for via in [IpAddr::V4(gw4), IpAddr::V6(gw6)] {
         nl.add_route(&Route::default_via(via))
             .map_err(kerr(format!("{what}: add default route via {via}")))?;
     }
     // A MAC of its own, or it would take the lowest of its ports' and
     // change as nodes are added (each change is announced to every node).
-    nl.create_bridge(&LinkSpec::new(BRIDGE).mac(BRIDGE_MAC).up())
+    // Brought up by `make_nodes` once its ports are: up without one, it
+    // would have no carrier (see the module docs).
+    nl.create_bridge(&LinkSpec::new(BRIDGE).mac(BRIDGE_MAC))
         .map_err(kerr(format!("{what}: create bridge {BRIDGE}")))?;
     let br = nl
         .link_index(BRIDGE)
@@ -285,7 +299,10 @@ pub fn make_nodes(
             }
         }
         result
-    })
+    })?;
+    bridge
+        .set_up(br_index, true)
+        .map_err(kerr(format!("lab {lab:?}: bring {BRIDGE} up")))
 }
 
 /// One node, its namespace made (loopback up): the veth with its bridge
@@ -304,7 +321,7 @@ fn configure_node(
     let port = node_port(node.index);
     bridge
         .create_veth(
-            &LinkSpec::new(&port).master(br_index).up(),
+            &LinkSpec::new(&port).master(br_index),
             &LinkSpec::new(NODE_IF).netns(ns),
         )
         .map_err(kerr(format!("{}: create veth {port}", what())))?;
@@ -318,6 +335,10 @@ fn configure_node(
     // time receiving and dropping them).
     nl.set_up_without_link_local(eth)
         .map_err(kerr(format!("{}: bring {NODE_IF} up", what())))?;
+    // Its bridge port right after (see the module docs).
+    bridge
+        .set_up(port.as_str(), true)
+        .map_err(kerr(format!("{}: bring {port} up", what())))?;
     for p in prefixes(node.ipv4, plan.nodes.prefix(), node.ipv6, 64) {
         nl.add_address(eth, p, AddressOptions::nodad())
             .map_err(kerr(format!("{}: add {p}", what())))?;
