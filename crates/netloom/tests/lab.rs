@@ -116,11 +116,7 @@ fn the_host_shows_only_its_own_address_and_a_published_port_reaches_the_node() {
 #[test]
 fn a_hundred_node_lab_comes_up_in_three_seconds_and_goes_down_leaving_nothing() {
     let Some(w) = World::new() else { return };
-    let mut text = String::from("name = \"big\"\n");
-    for i in 0..100 {
-        text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
-    }
-    let f = lab_file(&w, "big", &text);
+    let f = lab_file(&w, "big", &numbered_lab("big", 100));
     let t = Instant::now();
     w.ok(&["lab", "up", &f]);
     let up = t.elapsed();
@@ -154,11 +150,7 @@ fn snmp6(w: &World, lab: &str, node: &str, key: &str) -> u64 {
 #[test]
 fn nodes_hear_nothing_of_each_other_coming_up_and_still_talk_over_ipv6() {
     let Some(w) = World::new() else { return };
-    let mut text = String::from("name = \"quiet\"\n");
-    for i in 0..30 {
-        text.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
-    }
-    let f = lab_file(&w, "quiet", &text);
+    let f = lab_file(&w, "quiet", &numbered_lab("quiet", 30));
     w.ok(&["lab", "up", &f]);
     // Listener reports go out within a second of an address being added.
     std::thread::sleep(Duration::from_millis(1500));

@@ -58,12 +58,6 @@ fn open_files(dir: &Path) -> usize {
         .count()
 }
 
-fn wal_len(dir: &Path) -> u64 {
-    std::fs::metadata(dir.join("state.db-wal"))
-        .map(|m| m.len())
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_lab_store_of_a_store_opens_nothing_more() {
     let dir = TempDir::new("one-connection");
@@ -167,7 +161,7 @@ fn the_last_to_close_checkpoints_the_log() {
             labs.set_doc("l1", &format!("{{\"{i}\":\"{big}\"}}"))
                 .unwrap();
         }
-        let grown = wal_len(dir.path());
+        let grown = dir.wal_len();
         assert!(grown >= 1 << 20, "the log grew to {grown} bytes only");
         let mut last: Box<dyn FnMut() -> usize> = if store_first {
             drop(store);
@@ -178,9 +172,9 @@ fn the_last_to_close_checkpoints_the_log() {
         };
         // The connection is still open: the log stays.
         last();
-        assert_eq!(wal_len(dir.path()), grown);
+        assert_eq!(dir.wal_len(), grown);
         drop(last);
-        assert_eq!(wal_len(dir.path()), 0, "not checkpointed at the last close");
+        assert_eq!(dir.wal_len(), 0, "not checkpointed at the last close");
         let mut labs = LabStore::open(dir.path()).unwrap();
         assert!(labs.lab("l1").unwrap().unwrap().doc.starts_with("{\"5\""));
     }

@@ -19,12 +19,6 @@ fn net(i: usize) -> NetworkRequest {
     }
 }
 
-fn wal_len(dir: &std::path::Path) -> u64 {
-    std::fs::metadata(dir.join("state.db-wal"))
-        .map(|m| m.len())
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_log_stays_bounded_and_every_write_survives_reopening() {
     let dir = TempDir::new("wal");
@@ -36,7 +30,7 @@ fn the_log_stays_bounded_and_every_write_survives_reopening() {
         let mut store = SqliteStore::open(dir.path()).unwrap();
         store.create_network(&net(i)).unwrap();
         drop(store);
-        let len = wal_len(dir.path());
+        let len = dir.wal_len();
         if i > 0 && len < last {
             shrank = true;
         }

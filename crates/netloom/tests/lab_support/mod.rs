@@ -28,6 +28,15 @@ pub fn fixed_lab(name: &str, nodes: &[&str]) -> String {
     t
 }
 
+/// A lab of `n` nodes named `n0`, `n1`, ... with addresses from the plan.
+pub fn numbered_lab(name: &str, n: usize) -> String {
+    let mut t = format!("name = \"{name}\"\n");
+    for i in 0..n {
+        t.push_str(&format!("[[node]]\nname = \"n{i}\"\n"));
+    }
+    t
+}
+
 /// `netloom lab exec LAB NODE -- ARGS`.
 pub fn exec(w: &World, lab: &str, node: &str, args: &[&str]) -> Output {
     let mut a = vec!["lab", "exec", lab, node, "--"];

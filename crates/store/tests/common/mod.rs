@@ -25,6 +25,14 @@ impl TempDir {
     pub fn path(&self) -> &Path {
         &self.0
     }
+
+    /// The size of the state database's write-ahead log here (0 if none).
+    #[allow(dead_code)] // not every test file looks at the log
+    pub fn wal_len(&self) -> u64 {
+        std::fs::metadata(self.0.join("state.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    }
 }
 
 impl Drop for TempDir {
