@@ -46,12 +46,24 @@ fn create(name: &str, sysctls: &[(&str, &str)], thread: Thread) -> Result<(Netns
     let paths = crate::sysctl::sysctl_paths(sysctls, &label)?;
     let share_run_dir = matches!(thread, Thread::Dedicated);
     create_named_with(name, share_run_dir, thread, |path| {
-        crate::sysctl::write_opened_here(sysctls, &paths, &label)?;
-        let mut nl = Netlink::open_current()?;
-        nl.set_up("lo", true)?;
-        Ok((Netns::open_path(path)?, nl))
+        settle_here(path, sysctls, &paths, &label)
     })
     .map(|(_, made)| made)
+}
+
+/// On the thread that has just made the namespace at `path` (labelled
+/// `label`) and is still inside it: writes `sysctls` (at `paths`), opens
+/// a route-netlink socket and brings loopback up.
+fn settle_here(
+    path: &std::path::Path,
+    sysctls: &[(&str, &str)],
+    paths: &[std::path::PathBuf],
+    label: &str,
+) -> Result<(Netns, Netlink)> {
+    crate::sysctl::write_opened_here(sysctls, paths, label)?;
+    let mut nl = Netlink::open_labelled(label.to_owned())?;
+    nl.set_up("lo", true)?;
+    Ok((Netns::open_path(path)?, nl))
 }
 
 /// What [`create_named_with_sockets`] hands back.
@@ -88,11 +100,9 @@ pub fn create_named_with_sockets(
         // This thread exits when done, so it may enter the new namespace
         // itself; `/run/netns` is made a shared mount point first.
         create_named_with(name, true, Thread::Calling, |path| {
-            crate::sysctl::write_opened_here(sysctls, &paths, &label)?;
-            let mut nl = Netlink::open_labelled(label.clone())?;
-            nl.set_up("lo", true)?;
+            let (ns, nl) = settle_here(path, sysctls, &paths, &label)?;
             Ok(NamedWithSockets {
-                ns: Netns::open_path(path)?,
+                ns,
                 nl,
                 nft: NftSocket::open(),
                 neighbour: outer,

@@ -308,7 +308,7 @@ pub(crate) enum Thread {
 
 /// Moves the calling thread into a new network namespace and bind-mounts
 /// it on `path` (an empty file already there).
-fn enter_new_and_pin(path: &Path, action: &dyn Fn() -> String) -> Result<()> {
+fn enter_new_and_bind(path: &Path, action: &dyn Fn() -> String) -> Result<()> {
     unshare(CloneFlags::CLONE_NEWNET).map_err(|e| Error::nix(action(), e))?;
     mount(
         Some("/proc/thread-self/ns/net"),
@@ -353,12 +353,12 @@ pub(crate) fn create_named_with<T: Send>(
         .map_err(|e| Error::io(action(), e))?;
     let made = match thread {
         Thread::Dedicated => on_dedicated_thread(|| -> Result<T> {
-            enter_new_and_pin(&path, &action)?;
+            enter_new_and_bind(&path, &action)?;
             on_thread(&path)
         })
         .map_err(|why| Error::invalid(action(), why))
         .and_then(|r| r),
-        Thread::Calling => enter_new_and_pin(&path, &action).and_then(|()| on_thread(&path)),
+        Thread::Calling => enter_new_and_bind(&path, &action).and_then(|()| on_thread(&path)),
     };
     match made {
         Ok(value) => Ok((path, value)),
