@@ -919,11 +919,8 @@ impl Store for SqliteStore {
         owner: &str,
         requested: &[IpAddr],
     ) -> Result<Vec<Lease>, StoreError> {
-        netloom_model::network::check_name("owner id", owner)?;
-        self.write(|cache, tx, path| {
-            let net = load_network(cache, tx, path, network)?;
-            allocate_in(tx, path, &net, owner, requested)
-        })
+        let mut leases = self.allocate_many(network, &[(owner, requested)])?;
+        Ok(leases.pop().expect("one list of leases per request"))
     }
 
     fn allocate_many(
