@@ -24,6 +24,8 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
+# shellcheck source=bench/common.sh
+. "$HERE/common.sh"
 
 now() { date +%s%N; }
 ms_since() { echo $(( ($(now) - $1) / 1000000 )); }
@@ -128,30 +130,13 @@ export NETLOOM_BIN BENCH_OUTER_NETNS=$(readlink /proc/self/ns/net)
 results=$(mktemp -d /tmp/netloom-lab-results.XXXXXX)
 trap 'rm -rf "$results"' EXIT
 
-# Network namespaces the kernel holds (in use or still being torn down),
-# from the slab they live in; empty where /proc/slabinfo does not say.
-netns_objects() { awk '$1 == "net_namespace" { print $2 }' /proc/slabinfo 2>/dev/null; }
-# (dying namespaces may wait for the next one to be made: make one first)
-unshare --net true
-sleep 1
-BASE_NETNS=$(netns_objects)
+NETNS_BASE=$(bench_netns_base)
 
 run_host() { # scenario n out
     # The kernel tears a run's namespaces down in the background, holding
-    # the locks the next run needs: wait (up to 60 s) until it is done, so
-    # each run measures its own work.
-    local i
-    if [ -n "$BASE_NETNS" ]; then
-        for ((i = 0; i < 600; i++)); do
-            # (slack: the slab counts objects in partly used slabs)
-            [ "$(netns_objects)" -le $((BASE_NETNS + 64)) ] && break
-            sleep 0.1
-            # Dead namespaces were seen to stay allocated on an idle
-            # machine until the next namespace was made: make one (and
-            # drop it at once) every 5 s of waiting.
-            if ((i % 50 == 49)); then unshare --net true; fi
-        done
-    fi
+    # the locks the next run needs: wait until it is done, so each run
+    # measures its own work.
+    bench_settle_netns "$NETNS_BASE"
     unshare --net --mount --propagation private "$0" --host "$@"
 }
 
