@@ -151,7 +151,7 @@ fn a_refusal_on_one_leaves_the_connection_to_the_other() {
 #[test]
 fn the_last_to_close_checkpoints_the_log() {
     for store_first in [true, false] {
-        let dir = TempDir::new("one-connection-wal");
+        let dir = TempDir::on_disk("one-connection-wal");
         let mut store = SqliteStore::open(dir.path()).unwrap();
         let mut labs = store.lab_store().unwrap().unwrap();
         begin(&mut labs, "l1");

@@ -1,7 +1,9 @@
 //! The write-ahead log across short-lived connections: each netloom process
-//! opens the store, writes a little and closes it. The log is left in place
-//! for the next one (no checkpoint per command) and is folded into the
-//! database once it has grown past a bound, so it never grows without one.
+//! opens the store, writes a little and closes it. On a disk the log is left
+//! in place for the next one (no checkpoint, and so no fsyncs, per command)
+//! and is folded into the database once it has grown past a bound, so it
+//! never grows without one. In memory (tmpfs) the closing connection folds
+//! it in every time, so no process has to read it back.
 
 use netloom_model::{Mode, NetworkRequest};
 use netloom_store::{SqliteStore, Store};
@@ -19,9 +21,22 @@ fn net(i: usize) -> NetworkRequest {
     }
 }
 
+/// Whether `dir` is on tmpfs.
+fn in_memory(dir: &std::path::Path) -> bool {
+    use nix::sys::statfs::{statfs, TMPFS_MAGIC};
+    statfs(dir).unwrap().filesystem_type() == TMPFS_MAGIC
+}
+
 #[test]
-fn the_log_stays_bounded_and_every_write_survives_reopening() {
-    let dir = TempDir::new("wal");
+fn on_a_disk_the_log_stays_bounded_and_every_write_survives_reopening() {
+    let dir = TempDir::on_disk("wal");
+    if in_memory(dir.path()) {
+        eprintln!(
+            "SKIP: {} is on tmpfs here: no disk directory to test the disk policy in",
+            dir.path().display()
+        );
+        return;
+    }
     let mut max = 0;
     let mut shrank = false;
     let mut last = 0;
@@ -47,4 +62,41 @@ fn the_log_stays_bounded_and_every_write_survives_reopening() {
     let mut store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(store.networks().unwrap().len(), 400);
     assert_eq!(store.network("n399").unwrap().subnets.len(), 1);
+}
+
+#[test]
+fn in_memory_every_close_folds_the_log_in() {
+    let dir = TempDir::new("wal-mem");
+    if !in_memory(dir.path()) {
+        eprintln!(
+            "SKIP: {} is not on tmpfs (no /dev/shm here)",
+            dir.path().display()
+        );
+        return;
+    }
+    for i in 0..20 {
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        store.create_network(&net(i)).unwrap();
+        // Open: the log holds this connection's writes.
+        assert!(dir.wal_len() > 0, "nothing in the log after a write");
+        drop(store);
+        assert_eq!(dir.wal_len(), 0, "the log was left at close {i}");
+    }
+    // Folded in while another connection is open (and idle): that one
+    // reads what the first wrote, from the database file now.
+    let mut first = SqliteStore::open(dir.path()).unwrap();
+    let mut second = SqliteStore::open(dir.path()).unwrap();
+    first.create_network(&net(20)).unwrap();
+    drop(first);
+    assert_eq!(
+        dir.wal_len(),
+        0,
+        "the log was left with another connection open"
+    );
+    assert_eq!(second.networks().unwrap().len(), 21);
+    second.create_network(&net(21)).unwrap();
+    drop(second);
+    assert_eq!(dir.wal_len(), 0, "the last close left the log");
+    let mut store = SqliteStore::open(dir.path()).unwrap();
+    assert_eq!(store.networks().unwrap().len(), 22);
 }

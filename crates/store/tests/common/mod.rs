@@ -22,6 +22,20 @@ impl TempDir {
         TempDir(dir)
     }
 
+    /// One under the build's scratch directory, which is on a disk unless
+    /// the whole build is in memory.
+    #[allow(dead_code)] // not every test file needs a disk
+    pub fn on_disk(tag: &str) -> TempDir {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "netloom-test-{tag}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
     pub fn path(&self) -> &Path {
         &self.0
     }
