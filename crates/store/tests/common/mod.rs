@@ -1,4 +1,5 @@
-//! A temporary directory removed on drop (on tmpfs when there is one).
+//! A temporary directory removed on drop (on tmpfs when there is one, or
+//! on a disk when asked).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -7,27 +8,26 @@ pub struct TempDir(PathBuf);
 
 impl TempDir {
     pub fn new(tag: &str) -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let base = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
+        let shm = Path::new("/dev/shm");
+        if shm.is_dir() {
+            TempDir::under(shm, tag)
         } else {
-            std::env::temp_dir()
-        };
-        let dir = base.join(format!(
-            "netloom-test-{tag}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
+            TempDir::under(&std::env::temp_dir(), tag)
+        }
     }
 
     /// One under the build's scratch directory, which is on a disk unless
     /// the whole build is in memory.
     #[allow(dead_code)] // not every test file needs a disk
     pub fn on_disk(tag: &str) -> TempDir {
+        TempDir::under(Path::new(env!("CARGO_TARGET_TMPDIR")), tag)
+    }
+
+    /// A new directory under `base`, named for the tag, this process and a
+    /// count.
+    fn under(base: &Path, tag: &str) -> TempDir {
         static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        let dir = base.join(format!(
             "netloom-test-{tag}-{}-{}",
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
