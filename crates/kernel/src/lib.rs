@@ -54,6 +54,7 @@ pub use link::{
 pub use link_query::Link;
 pub use neigh::Neighbour;
 pub use netns::{named_path, Netns, NETNS_RUN_DIR};
+pub use release::use_a_thread as background_on_a_thread;
 pub use route::{Route, MAIN_TABLE};
 pub use socket::Netlink;
 pub use tc::{Qdisc, Tbf};

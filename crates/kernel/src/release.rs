@@ -12,15 +12,79 @@
 //! No program is executed; the process only closes descriptors, reads a
 //! pipe and exits.
 
-use std::os::fd::RawFd;
+//!
+//! A long-lived process (`netloom serve`) calls [`use_a_thread`] first:
+//! its forks would cost more than they save (every page it writes after a
+//! fork is copied), and it need not exit soon, so a thread of its own
+//! holds the sockets and sends the requests instead.
+
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
+use std::sync::mpsc;
+use std::sync::OnceLock;
 
 use crate::netns::PinToThisCpu;
+
+/// Work for the background thread, each on its own duplicate of a socket.
+enum Chore {
+    /// Send this request, then let go of the socket.
+    Send(OwnedFd, Vec<u8>),
+    /// Let go of the socket.
+    Drop(OwnedFd),
+}
+
+static THREAD: OnceLock<mpsc::Sender<Chore>> = OnceLock::new();
+
+/// From now on, this process hands background sends and socket releases
+/// to one thread of its own instead of detached processes. Idempotent.
+pub fn use_a_thread() -> std::io::Result<()> {
+    if THREAD.get().is_some() {
+        return Ok(());
+    }
+    let (tx, rx) = mpsc::channel::<Chore>();
+    std::thread::Builder::new()
+        .name("kernel-release".into())
+        .spawn(move || {
+            for chore in rx {
+                match chore {
+                    Chore::Send(fd, request) => {
+                        // SAFETY: a plain send on a descriptor this thread owns.
+                        unsafe {
+                            while libc::send(
+                                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                                request.as_ptr().cast(),
+                                request.len(),
+                                0,
+                            ) < 0
+                                && *libc::__errno_location() == libc::EINTR
+                            {
+                            }
+                        }
+                        drop(fd);
+                    }
+                    Chore::Drop(fd) => drop(fd),
+                }
+            }
+        })?;
+    let _ = THREAD.set(tx);
+    Ok(())
+}
+
+/// A duplicate of `fd` (the same socket), owned.
+fn duplicate(fd: RawFd) -> Option<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC makes a new descriptor, owned by the result.
+    let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0) };
+    // SAFETY: `new` is a fresh descriptor nothing else owns.
+    (new >= 0).then(|| unsafe { OwnedFd::from_raw_fd(new) })
+}
 
 /// Passes the socket behind `fd` to a detached process that drops it, and
 /// points `fd` at `/dev/null` here, so that closing `fd` later costs
 /// nothing. Whether that worked; if not, `fd` is untouched and closing it
 /// simply waits.
 pub(crate) fn release_in_background(fd: RawFd) -> bool {
+    if let Some(thread) = THREAD.get() {
+        return release_on(thread, fd);
+    }
     // SAFETY: plain system calls on descriptors this function owns or was
     // given; the detached process only reads a pipe (see `run_detached`).
     unsafe {
@@ -57,6 +121,10 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
 /// process's. Whether the process was made; if not, nothing was sent.
 /// The request goes out once: the caller must not need its answer.
 pub(crate) fn send_in_background(fd: RawFd, request: &[u8]) -> bool {
+    if let Some(thread) = THREAD.get() {
+        return duplicate(fd)
+            .is_some_and(|dup| thread.send(Chore::Send(dup, request.to_vec())).is_ok());
+    }
     // SAFETY: the detached process only sends a buffer made before the
     // fork (see `run_detached`).
     unsafe {
@@ -66,6 +134,29 @@ pub(crate) fn send_in_background(fd: RawFd, request: &[u8]) -> bool {
             {}
         })
     }
+}
+
+/// [`release_in_background`] through the background thread.
+fn release_on(thread: &mpsc::Sender<Chore>, fd: RawFd) -> bool {
+    let Some(dup) = duplicate(fd) else {
+        return false;
+    };
+    // SAFETY: plain system calls on descriptors this function owns or was given.
+    unsafe {
+        let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
+        if devnull < 0 {
+            return false;
+        }
+        let swapped = libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
+        libc::close(devnull);
+        if !swapped {
+            return false;
+        }
+    }
+    // If the thread is gone, the duplicate is dropped here: closing waits,
+    // as it would have without a background.
+    let _ = thread.send(Chore::Drop(dup));
+    true
 }
 
 /// Runs `body` in a detached process, forked twice so that init adopts it
