@@ -101,6 +101,40 @@ netloom run --network web --publish 8080:80 --name api -- ./server")]
     Partition(crate::partition::PartitionArgs),
     /// A five-node lab in a throwaway namespace: reachability, a split, a heal.
     Demo(crate::lab::DemoArgs),
+    /// Stay resident and run connect, disconnect and CNI ADD/DEL/CHECK for
+    /// the commands of this state directory, which then skip what every
+    /// process pays again (loading, opening the state, opening sockets).
+    #[command(
+        long_about = "Stay resident and run `connect`, `disconnect` and CNI ADD, DEL and CHECK \
+for the netloom commands of this state directory.\n\n\
+While it runs, those commands send their arguments (as a CNI plugin: their environment and \
+stdin) to the socket netloom.sock in the state directory and print the reply: the same output, \
+errors and exit codes as when they do the work themselves, in a fraction of the time. Every \
+request is its own transaction on the same state, so commands that do the work themselves can \
+run beside it, and `netloom gc` finishes what a killed service left half done.\n\n\
+A command does the work itself when no service listens, when the service runs another netloom \
+binary, or when it runs in other network, mount or pid namespaces. NETLOOM_SERVICE=off makes \
+commands always do the work themselves; NETLOOM_SERVICE=require makes them fail rather than do \
+so. With -v or NETLOOM_LOG set, commands do the work themselves (their logs stay theirs).\n\n\
+It runs in the foreground until SIGINT, SIGTERM or SIGHUP; then it removes its socket and \
+finishes the requests under way.",
+        after_help = "Examples:\n  \
+netloom serve &\n  \
+netloom connect web sb1              # served\n  \
+NETLOOM_SERVICE=require netloom disconnect web sb1\n  \
+systemd: ExecStart=/usr/local/bin/netloom serve"
+    )]
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Requests served at once. Each worker keeps its own database
+    /// connection and sockets; one is fastest for requests that come one
+    /// after another (a connection that sees another's write must reread
+    /// the pages it cached), more serve bursts of parallel calls sooner.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: u16,
 }
 
 #[derive(Args, Debug)]
@@ -119,7 +153,7 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ConnectArgs {
     /// Network name or id.
     pub network: String,

@@ -11,8 +11,12 @@ use netloom_engine::{Engine, EngineError};
 use crate::cli::{Cli, Command, IpamCmd, ModeArg, NetworkCmd, NetworkCreate, PolicyArg};
 
 pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
-    if let Command::Demo(args) = &cli.command {
-        return crate::lab::demo(&cli, args);
+    match &cli.command {
+        Command::Demo(args) => return crate::lab::demo(&cli, args),
+        Command::Serve(args) => {
+            return crate::service::server::serve(&cli.state_dir, args.workers.into())
+        }
+        _ => {}
     }
     let mut engine = Engine::open(&cli.state_dir)?;
     let json = cli.json;
@@ -33,18 +37,27 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
             }
         }
         Command::Sandbox(cmd) => crate::connect::sandbox(&mut engine, json, cmd)?,
-        Command::Connect(args) => crate::connect::connect(&mut engine, json, args)?,
+        Command::Connect(args) => {
+            crate::connect::connect(&mut engine, json, args, &mut std::io::stdout().lock())?
+        }
         Command::Disconnect {
             network,
             sandbox,
             ifname,
-        } => crate::connect::disconnect(&mut engine, json, &network, &sandbox, ifname.as_deref())?,
+        } => crate::connect::disconnect(
+            &mut engine,
+            json,
+            &network,
+            &sandbox,
+            ifname.as_deref(),
+            &mut std::io::stdout().lock(),
+        )?,
         Command::Endpoint(cmd) => crate::connect::endpoint(&mut engine, json, cmd)?,
         Command::Run(args) => return crate::run::run(&mut engine, args),
         Command::Exec { sandbox, command } => return crate::connect::exec(&sandbox, &command),
         Command::Lab(cmd) => return crate::lab::run(&mut engine, json, cmd),
         Command::Partition(args) => return crate::partition::run(&mut engine, json, args),
-        Command::Demo(_) => unreachable!("handled before the engine opens"),
+        Command::Demo(_) | Command::Serve(_) => unreachable!("handled before the engine opens"),
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -54,6 +67,15 @@ pub(crate) fn print_json(v: &Value) {
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values serialise")
     );
+}
+
+/// [`print_json`] to any writer.
+pub(crate) fn write_json(out: &mut dyn std::io::Write, v: &Value) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "{}",
+        serde_json::to_string_pretty(v).expect("JSON values serialise")
+    )
 }
 
 fn network_json(net: &Network, allocations: Option<&[Allocation]>) -> Value {

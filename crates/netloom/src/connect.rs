@@ -2,6 +2,7 @@
 //! `endpoint`, `exec`.
 
 use serde_json::{json, Value};
+use std::io::Write;
 use std::net::IpAddr;
 use std::process::ExitCode;
 
@@ -12,7 +13,7 @@ use netloom_engine::sandbox::SandboxRef;
 use netloom_engine::{ConnectOptions, Engine, EngineError};
 
 use crate::cli::{ConnectArgs, EndpointCmd, SandboxCmd};
-use crate::commands::print_json;
+use crate::commands::{print_json, write_json};
 
 fn addresses(ep: &Endpoint) -> String {
     ep.leases
@@ -101,31 +102,46 @@ fn connect_options(args: &ConnectArgs) -> Result<ConnectOptions, EngineError> {
     })
 }
 
-pub fn connect(engine: &mut Engine, json: bool, args: ConnectArgs) -> Result<(), EngineError> {
+/// `netloom connect`; what it prints goes to `out` (stdout, or the reply
+/// of `netloom serve`).
+pub fn connect(
+    engine: &mut Engine,
+    json: bool,
+    args: ConnectArgs,
+    out: &mut dyn Write,
+) -> Result<(), EngineError> {
     let opts = connect_options(&args)?;
     let ep = engine.connect(&args.network, &args.sandbox, &opts)?;
-    if json {
-        print_json(&serde_json::to_value(&ep).expect("endpoints serialise"));
+    let _ = if json {
+        write_json(
+            out,
+            &serde_json::to_value(&ep).expect("endpoints serialise"),
+        )
     } else {
-        println!("{} {} {}", ep.ifname, addresses(&ep), ep.mac);
-    }
+        writeln!(out, "{} {} {}", ep.ifname, addresses(&ep), ep.mac)
+    };
     Ok(())
 }
 
+/// `netloom disconnect`; what it prints goes to `out`.
 pub fn disconnect(
     engine: &mut Engine,
     json: bool,
     network: &str,
     sandbox: &str,
     ifname: Option<&str>,
+    out: &mut dyn Write,
 ) -> Result<(), EngineError> {
     let eps = engine.disconnect(network, sandbox, ifname)?;
     if json {
         let ids: Vec<&str> = eps.iter().map(|e| e.id.as_str()).collect();
-        print_json(&json!({ "network": network, "sandbox": sandbox, "disconnected": ids }));
+        let _ = write_json(
+            out,
+            &json!({ "network": network, "sandbox": sandbox, "disconnected": ids }),
+        );
     } else {
         for e in &eps {
-            println!("disconnected {} ({})", e.ifname, addresses(e));
+            let _ = writeln!(out, "disconnected {} ({})", e.ifname, addresses(e));
         }
     }
     Ok(())

@@ -7,11 +7,13 @@ mod connect;
 mod lab;
 mod partition;
 mod run;
+mod service;
 
 use clap::Parser;
+use service::client::Line;
 use std::process::ExitCode;
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, ansi: bool) {
     use tracing_subscriber::filter::LevelFilter;
     let from_env = std::env::var("NETLOOM_LOG")
         .ok()
@@ -23,10 +25,10 @@ fn init_logging(verbose: u8) {
         _ => LevelFilter::TRACE,
     };
     tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(|| service::LogWriter)
         .with_max_level(level)
         .with_target(false)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_ansi(ansi && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -35,8 +37,26 @@ fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
         return cni::main();
     }
-    let cli = cli::Cli::parse();
-    init_logging(cli.verbose);
+    // A plain connect or disconnect while `netloom serve` runs is handed
+    // over before the full command grammar is built.
+    let line = std::env::args_os()
+        .skip(1)
+        .map(|a| a.into_string().ok())
+        .collect::<Option<Vec<String>>>()
+        .map_or(Line::NotRead, |args| service::client::forward_line(&args));
+    let cli = match line {
+        Line::Served(code) => return code,
+        Line::NotServed => cli::Cli::parse(),
+        Line::NotRead => {
+            let cli = cli::Cli::parse();
+            if let Some(code) = service::client::forward_cli(&cli) {
+                return code;
+            }
+            cli
+        }
+    };
+    // A service's log lines also go into its replies: no colours there.
+    init_logging(cli.verbose, !matches!(cli.command, cli::Command::Serve(_)));
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -39,8 +39,37 @@ pub struct Env {
     pub args: Vec<(String, String)>,
 }
 
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.is_empty())
+thread_local! {
+    /// The variables of a plugin call served by `netloom serve`, read
+    /// instead of the process's own environment.
+    static SERVED_VARS: std::cell::RefCell<Option<BTreeMap<String, String>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The variables a plugin call reads (`CNI_*`, `NETLOOM_STATE_DIR`).
+pub const VARS: [&str; 7] = [
+    "CNI_COMMAND",
+    "CNI_CONTAINERID",
+    "CNI_NETNS",
+    "CNI_IFNAME",
+    "CNI_ARGS",
+    "CNI_PATH",
+    "NETLOOM_STATE_DIR",
+];
+
+/// Runs `f` with `vars` as the calling thread's environment for [`var`].
+pub fn with_vars<R>(vars: BTreeMap<String, String>, f: impl FnOnce() -> R) -> R {
+    SERVED_VARS.with(|v| *v.borrow_mut() = Some(vars));
+    let r = f();
+    SERVED_VARS.with(|v| v.borrow_mut().take());
+    r
+}
+
+pub fn var(name: &str) -> Option<String> {
+    SERVED_VARS
+        .with(|v| v.borrow().as_ref().map(|vars| vars.get(name).cloned()))
+        .unwrap_or_else(|| std::env::var(name).ok())
+        .filter(|v| !v.is_empty())
 }
 
 impl Env {

@@ -16,6 +16,7 @@ mod result;
 mod runtime;
 
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
@@ -113,17 +114,42 @@ fn run(env: &Env, stdin: &[u8]) -> Result<Option<Value>, CniError> {
     }
 }
 
-fn print(v: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, v);
-    let _ = out.write_all(b"\n");
-    let _ = out.flush();
+/// What a call prints on stdout, and its exit code.
+fn render(outcome: Result<Option<Value>, CniError>, stdin: &[u8]) -> (Vec<u8>, u8) {
+    let mut out = Vec::new();
+    let code = match outcome {
+        Ok(Some(v)) => {
+            let _ = serde_json::to_writer(&mut out, &v);
+            out.push(b'\n');
+            0
+        }
+        Ok(None) => 0,
+        Err(e) => {
+            tracing::debug!("{e}");
+            let _ = serde_json::to_writer(&mut out, &e.to_json(&version_for_error(stdin)));
+            out.push(b'\n');
+            1
+        }
+    };
+    (out, code)
+}
+
+fn emit(out: &[u8], code: u8) -> ExitCode {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(out);
+    let _ = stdout.flush();
+    ExitCode::from(code)
 }
 
 pub fn main() -> ExitCode {
     init_logging();
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
+    if read.is_ok() {
+        if let Some(code) = forward(&stdin) {
+            return code;
+        }
+    }
     let outcome = match read {
         Err(e) => Err(CniError::new(
             code::IO_FAILURE,
@@ -131,16 +157,88 @@ pub fn main() -> ExitCode {
         )),
         Ok(_) => Env::read().and_then(|env| run(&env, &stdin)),
     };
-    match outcome {
-        Ok(Some(v)) => {
-            print(&v);
-            ExitCode::SUCCESS
+    let (out, code) = render(outcome, &stdin);
+    emit(&out, code)
+}
+
+/// A plugin call served by `netloom serve`: `vars` stand for the
+/// environment. Its stdout and exit code.
+pub fn serve(vars: BTreeMap<String, String>, stdin: &[u8]) -> (Vec<u8>, Vec<u8>, u8) {
+    let outcome = config::with_vars(vars, || Env::read().and_then(|env| run(&env, stdin)));
+    let (out, code) = render(outcome, stdin);
+    (out, Vec::new(), code)
+}
+
+/// Hands ADD, DEL and CHECK to `netloom serve` when one serves the
+/// config's state directory: the exit code, or `None` when this process
+/// is to do the work (also for every error, which it reports itself).
+fn forward(stdin: &[u8]) -> Option<ExitCode> {
+    use crate::service::client::{ask, Mode, Outcome};
+    let command = config::var("CNI_COMMAND")?;
+    if !["ADD", "DEL", "CHECK"].contains(&command.as_str()) {
+        return None;
+    }
+    let mode = Mode::from_env().ok()?;
+    if mode == Mode::Off || (mode == Mode::Auto && std::env::var_os("NETLOOM_LOG").is_some()) {
+        return None;
+    }
+    let conf = NetConf::parse(stdin).ok()?;
+    let state_dir = conf.state_dir().ok()?;
+    let refuse = |why: String| {
+        let e = CniError::new(
+            code::TRY_AGAIN,
+            format!(
+                "{}=require: CNI_COMMAND={command} is not served by `netloom serve` of {}: {why}; start it, or unset {}",
+                crate::service::MODE_ENV,
+                state_dir.display(),
+                crate::service::MODE_ENV
+            ),
+        );
+        let (out, code) = render(Err(e), stdin);
+        Some(emit(&out, code))
+    };
+    let netns_relative = config::var("CNI_NETNS").is_some_and(|n| !n.starts_with('/'));
+    let why_not = if !state_dir.is_absolute() {
+        Some(format!(
+            "the state directory {} is relative",
+            state_dir.display()
+        ))
+    } else if netns_relative {
+        Some("CNI_NETNS is a relative path".to_string())
+    } else {
+        None
+    };
+    let stdin_text = std::str::from_utf8(stdin).ok()?;
+    if let Some(why) = why_not {
+        return if mode == Mode::Require {
+            refuse(why)
+        } else {
+            None
+        };
+    }
+    let vars: BTreeMap<String, String> = config::VARS
+        .iter()
+        .filter_map(|name| Some((name.to_string(), config::var(name)?)))
+        .collect();
+    let job = crate::service::Job::Cni {
+        env: vars,
+        stdin: stdin_text.to_string(),
+        state_dir: state_dir.clone(),
+    };
+    match ask(&state_dir, job) {
+        Outcome::Done {
+            stdout,
+            stderr,
+            code,
+        } => {
+            let _ = std::io::stderr().write_all(stderr.as_bytes());
+            Some(emit(stdout.as_bytes(), code))
         }
-        Ok(None) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::debug!("{e}");
-            print(&e.to_json(&version_for_error(&stdin)));
-            ExitCode::FAILURE
+        Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
+        Outcome::NotServed(_) => None,
+        Outcome::Lost(why) => {
+            let (out, code) = render(Err(CniError::new(code::KERNEL, why)), stdin);
+            Some(emit(&out, code))
         }
     }
 }

@@ -45,9 +45,10 @@ impl StateLock {
     }
 }
 
-/// Opens the engine on the config's state directory.
-pub fn open_engine(state_dir: &Path) -> Result<Engine, CniError> {
-    Engine::open(state_dir).map_err(CniError::from)
+/// Opens the engine on the config's state directory (or, served by
+/// `netloom serve`, takes the worker's open one).
+pub fn open_engine(state_dir: &Path) -> Result<crate::service::EngineRef, CniError> {
+    crate::service::engine(state_dir).map_err(CniError::from)
 }
 
 /// The network as stored, if it exists.
@@ -261,7 +262,9 @@ pub fn free_per_family(
 /// STATUS's first steps, shared by both roles: the store opens and reads
 /// (else code 50), and the network, if it exists yet, is the one the
 /// config describes. `None` when the network does not exist yet.
-pub fn for_status(conf: &NetConf) -> Result<Option<(Engine, Network, NetworkSpec)>, CniError> {
+pub fn for_status(
+    conf: &NetConf,
+) -> Result<Option<(crate::service::EngineRef, Network, NetworkSpec)>, CniError> {
     let spec = conf.network_spec()?;
     let state = conf.state_dir()?;
     let not_available = |e: CniError| {

@@ -247,6 +247,14 @@ impl Cni {
         self.run("STATUS", &[], conf.to_string().as_bytes())
     }
 
+    /// A `netloom` command on the same state, in the same place, to
+    /// spawn or run as the caller likes.
+    pub fn netloom_command(&self) -> Command {
+        let mut c = self.command(env!("CARGO_BIN_EXE_netloom"));
+        c.env_remove("CNI_COMMAND");
+        c
+    }
+
     /// The netloom CLI on the same state.
     pub fn netloom(&self, args: &[&str]) -> Output {
         self.command(env!("CARGO_BIN_EXE_netloom"))

@@ -1,0 +1,205 @@
+//! The command's side: hand the work to `netloom serve` when one serves
+//! the state directory, else say why not.
+
+use std::io;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::process::ExitCode;
+
+use crate::cli::{Cli, Command};
+
+use super::{read_frame, socket_path, write_frame, Identity, Job, Reply, Request, MODE_ENV};
+
+/// What `NETLOOM_SERVICE` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Use a service when one can serve, else do the work here (unset).
+    Auto,
+    /// Always do the work here (`off`).
+    Off,
+    /// Use a service or fail (`require`).
+    Require,
+}
+
+impl Mode {
+    pub fn from_env() -> Result<Mode, String> {
+        match std::env::var(MODE_ENV).as_deref() {
+            Err(_) | Ok("") | Ok("auto") => Ok(Mode::Auto),
+            Ok("off") => Ok(Mode::Off),
+            Ok("require") => Ok(Mode::Require),
+            Ok(other) => Err(format!(
+                "{MODE_ENV}={other:?} is not a mode; use auto (the default), off or require"
+            )),
+        }
+    }
+}
+
+/// How asking the service went.
+pub enum Outcome {
+    /// Served: print this and exit with `code`.
+    Done {
+        stdout: String,
+        stderr: String,
+        code: u8,
+    },
+    /// Not served, nothing done; why.
+    NotServed(String),
+    /// The request went out but no reply came back: the service may have
+    /// done part of the work.
+    Lost(String),
+}
+
+/// Sends `job` to the service of `state_dir`.
+pub fn ask(state_dir: &Path, job: Job) -> Outcome {
+    let socket = socket_path(state_dir);
+    let mut stream = match UnixStream::connect(&socket) {
+        Ok(s) => s,
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::ConnectionRefused
+            ) =>
+        {
+            return Outcome::NotServed(format!(
+                "no `netloom serve` listens on {}",
+                socket.display()
+            ))
+        }
+        Err(e) => {
+            return Outcome::NotServed(format!("cannot connect to {}: {e}", socket.display()))
+        }
+    };
+    let identity = match Identity::of_this_process() {
+        Ok(i) => i,
+        Err(e) => return Outcome::NotServed(format!("cannot read this process's identity: {e}")),
+    };
+    if let Err(e) = write_frame(&mut stream, &Request { identity, job }) {
+        return Outcome::NotServed(format!(
+            "the service on {} did not take the request: {e}",
+            socket.display()
+        ));
+    }
+    match read_frame::<Reply>(&mut stream) {
+        Ok(Reply::Done {
+            stdout,
+            stderr,
+            code,
+        }) => Outcome::Done {
+            stdout,
+            stderr,
+            code,
+        },
+        Ok(Reply::Refused(why)) => Outcome::NotServed(format!(
+            "the service on {} refused it: {why}",
+            socket.display()
+        )),
+        Err(e) => Outcome::Lost(format!(
+            "the service on {} took the request but gave no answer ({e}); the change may be half made: `netloom check` shows it and `netloom gc` finishes or undoes it",
+            socket.display()
+        )),
+    }
+}
+
+/// Prints a served command's output; its exit code.
+fn finish(stdout: &str, stderr: &str, code: u8) -> ExitCode {
+    use std::io::Write;
+    let _ = io::stdout().lock().write_all(stdout.as_bytes());
+    let _ = io::stderr().lock().write_all(stderr.as_bytes());
+    ExitCode::from(code)
+}
+
+/// Runs `connect` or `disconnect` through the service when one can serve
+/// it, reading the command line without the full parser: the exit code,
+/// or `None` when the full parser and the command are to take over.
+pub fn forward_line(args: &[String]) -> Line {
+    let env_state_dir = std::env::var("NETLOOM_STATE_DIR").ok();
+    match super::quick::read(args, env_state_dir.as_deref()) {
+        None => Line::NotRead,
+        Some(line) => match forward(&line.state_dir, 0, line.job) {
+            Some(code) => Line::Served(code),
+            None => Line::NotServed,
+        },
+    }
+}
+
+/// What [`forward_line`] made of a command line.
+pub enum Line {
+    /// Served, with this exit code.
+    Served(ExitCode),
+    /// Read, but the command is to do the work itself.
+    NotServed,
+    /// Left to the full parser (and then [`forward_cli`]).
+    NotRead,
+}
+
+/// [`forward_line`] for a command line the full parser has read.
+pub fn forward_cli(cli: &Cli) -> Option<ExitCode> {
+    let job = match &cli.command {
+        Command::Connect(args) => Job::Connect {
+            json: cli.json,
+            args: args.clone(),
+        },
+        Command::Disconnect {
+            network,
+            sandbox,
+            ifname,
+        } => Job::Disconnect {
+            json: cli.json,
+            network: network.clone(),
+            sandbox: sandbox.clone(),
+            ifname: ifname.clone(),
+        },
+        _ => return None,
+    };
+    forward(&cli.state_dir, cli.verbose, job)
+}
+
+fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
+    let sandbox = match &job {
+        Job::Connect { args, .. } => args.sandbox.as_str(),
+        Job::Disconnect { sandbox, .. } => sandbox.as_str(),
+        Job::Cni { .. } => return None,
+    };
+    let refuse = |why: String| {
+        eprintln!(
+            "netloom: error: {MODE_ENV}=require: this command is not served by `netloom serve` of {}: {why}; start `netloom serve` there, or unset {MODE_ENV}",
+            state_dir.display()
+        );
+        Some(ExitCode::FAILURE)
+    };
+    let mode = match Mode::from_env() {
+        Ok(m) => m,
+        Err(why) => {
+            eprintln!("netloom: error: {why}");
+            return Some(ExitCode::FAILURE);
+        }
+    };
+    match mode {
+        Mode::Off => return None,
+        Mode::Auto if verbose > 0 || std::env::var_os("NETLOOM_LOG").is_some() => return None,
+        _ => {}
+    }
+    // A relative namespace path means another file in the service's
+    // working directory.
+    if sandbox.contains('/') && !sandbox.starts_with('/') {
+        return match mode {
+            Mode::Require => refuse(format!(
+                "the sandbox path {sandbox:?} is relative; give it from /"
+            )),
+            _ => None,
+        };
+    }
+    match ask(state_dir, job) {
+        Outcome::Done {
+            stdout,
+            stderr,
+            code,
+        } => Some(finish(&stdout, &stderr, code)),
+        Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
+        Outcome::NotServed(_) => None,
+        Outcome::Lost(why) => {
+            eprintln!("netloom: error: {why}");
+            Some(ExitCode::FAILURE)
+        }
+    }
+}

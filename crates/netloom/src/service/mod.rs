@@ -1,0 +1,269 @@
+//! `netloom serve`: one resident netloom process per state directory that
+//! runs `connect`, `disconnect` and CNI `ADD`, `DEL` and `CHECK` for the
+//! short-lived ones.
+//!
+//! A netloom command spends most of its time on what every process pays
+//! again: loading and faulting in the binary, opening the database and
+//! compiling its statements, opening netlink and nf_tables sockets. While
+//! `netloom serve` runs, those commands hand their arguments (or, as a CNI
+//! plugin, their environment and stdin) over the socket `netloom.sock` in
+//! the state directory, and print the reply: the same output, errors and
+//! exit code as when they run the work themselves.
+//!
+//! The service changes nothing about the state: every request is its own
+//! transaction on the same database, beside any process that works on it
+//! directly, with the same intent records for `netloom gc`. A command runs
+//! the work itself when no service listens, when the service runs another
+//! netloom binary, or when it lives in other network, mount or pid
+//! namespaces (the names in the request would mean other things there).
+//! `NETLOOM_SERVICE=off` always runs it in the command; `=require` fails
+//! instead of doing so.
+
+pub mod client;
+mod quick;
+pub mod server;
+
+use serde::{Deserialize, Serialize};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::io::{self, Read, Write};
+use std::ops::{Deref, DerefMut};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use netloom_engine::{Engine, EngineError};
+
+/// The socket's file name in the state directory.
+pub const SOCKET: &str = "netloom.sock";
+
+/// The environment variable that chooses whether commands use the service.
+pub const MODE_ENV: &str = "NETLOOM_SERVICE";
+
+/// The largest request or reply accepted (a CNI config with its
+/// `prevResult` is a few KiB).
+const MAX_FRAME: usize = 16 << 20;
+
+/// The socket of the service for `state_dir`.
+pub fn socket_path(state_dir: &Path) -> PathBuf {
+    state_dir.join(SOCKET)
+}
+
+/// What a command asks the service to run.
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Job {
+    /// `netloom connect`.
+    Connect {
+        json: bool,
+        args: crate::cli::ConnectArgs,
+    },
+    /// `netloom disconnect`.
+    Disconnect {
+        json: bool,
+        network: String,
+        sandbox: String,
+        ifname: Option<String>,
+    },
+    /// A CNI plugin call: its `CNI_*` (and `NETLOOM_STATE_DIR`) variables,
+    /// its stdin, and the state directory its config names (absolute).
+    Cni {
+        env: BTreeMap<String, String>,
+        stdin: String,
+        state_dir: PathBuf,
+    },
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Request {
+    /// The caller's [`Identity`]: served only when it is the service's.
+    pub identity: Identity,
+    pub job: Job,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+pub enum Reply {
+    /// What the command prints and its exit code.
+    Done {
+        stdout: String,
+        stderr: String,
+        code: u8,
+    },
+    /// Not served, and why; the command runs the work itself (or, with
+    /// `NETLOOM_SERVICE=require`, fails saying why).
+    Refused(String),
+}
+
+/// The binary and namespaces a process runs with. A request is served only
+/// by a service with the same: names of sandboxes, namespace paths and
+/// `pid:N` are resolved by the service as the command would resolve them.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// Device, inode, size and modification time (seconds, nanoseconds)
+    /// of the executable.
+    pub exe: [u64; 5],
+    /// Inodes of the network, mount and pid namespaces.
+    pub namespaces: [u64; 3],
+}
+
+impl Identity {
+    pub fn of_this_process() -> io::Result<Identity> {
+        let exe = std::fs::metadata("/proc/self/exe")?;
+        let ns = |kind: &str| std::fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| m.ino());
+        Ok(Identity {
+            exe: [
+                exe.dev(),
+                exe.ino(),
+                exe.size(),
+                exe.mtime() as u64,
+                exe.mtime_nsec() as u64,
+            ],
+            namespaces: [ns("net")?, ns("mnt")?, ns("pid")?],
+        })
+    }
+
+    /// Why a request from `caller` cannot be served by a process with this
+    /// identity, if it cannot.
+    pub fn mismatch(&self, caller: &Identity) -> Option<String> {
+        if self.exe != caller.exe {
+            return Some(
+                "it runs another netloom binary than the command; restart `netloom serve` with this one".into(),
+            );
+        }
+        for (i, kind) in ["network", "mount", "pid"].iter().enumerate() {
+            if self.namespaces[i] != caller.namespaces[i] {
+                return Some(format!(
+                    "it runs in another {kind} namespace than the command, where sandbox names and paths mean other things"
+                ));
+            }
+        }
+        None
+    }
+}
+
+/// Writes one frame: a 4-byte little-endian length, then JSON.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(value).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame)?;
+    w.flush()
+}
+
+/// Reads one frame written by [`write_frame`].
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len)?;
+    let len = u32::from_le_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("a frame of {len} bytes is over the {MAX_FRAME}-byte limit"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body)?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+thread_local! {
+    /// On a service worker: its engine, kept open between requests.
+    static KEPT: RefCell<Option<(PathBuf, Engine)>> = const { RefCell::new(None) };
+    /// Whether this thread is a service worker (engines are kept).
+    static WORKER: Cell<bool> = const { Cell::new(false) };
+    /// On a service worker: the log lines of the request being served.
+    static LOG: RefCell<Option<Vec<u8>>> = const { RefCell::new(None) };
+}
+
+/// An engine on a state directory: opened for one command, or, on a
+/// service worker, the worker's own, kept open for the next request.
+pub struct EngineRef {
+    engine: Option<Engine>,
+    keep: bool,
+}
+
+/// Opens the engine on `state_dir`, or takes the one this service worker
+/// keeps open on it.
+pub fn engine(state_dir: &Path) -> Result<EngineRef, EngineError> {
+    let keep = WORKER.with(Cell::get);
+    if keep {
+        let kept = KEPT.with(|k| match k.borrow_mut().take() {
+            Some((dir, engine)) if dir == state_dir => Some(engine),
+            _ => None,
+        });
+        if let Some(engine) = kept {
+            return Ok(EngineRef {
+                engine: Some(engine),
+                keep,
+            });
+        }
+    }
+    Ok(EngineRef {
+        engine: Some(Engine::open(state_dir)?),
+        keep,
+    })
+}
+
+impl Deref for EngineRef {
+    type Target = Engine;
+    fn deref(&self) -> &Engine {
+        self.engine.as_ref().expect("present until dropped")
+    }
+}
+
+impl DerefMut for EngineRef {
+    fn deref_mut(&mut self) -> &mut Engine {
+        self.engine.as_mut().expect("present until dropped")
+    }
+}
+
+impl Drop for EngineRef {
+    fn drop(&mut self) {
+        if let (true, Some(engine)) = (self.keep, self.engine.take()) {
+            let dir = engine.state_dir().to_path_buf();
+            KEPT.with(|k| *k.borrow_mut() = Some((dir, engine)));
+        }
+    }
+}
+
+/// Marks the calling thread as a service worker.
+fn become_worker() {
+    WORKER.with(|w| w.set(true));
+}
+
+/// Drops the engine this worker keeps (after a request that failed).
+fn forget_kept_engine() {
+    KEPT.with(|k| k.borrow_mut().take());
+}
+
+/// Where log lines go: on a service worker serving a request, into its
+/// reply; anywhere else, stderr.
+pub struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let taken = LOG.with(|l| match l.borrow_mut().as_mut() {
+            Some(lines) => {
+                lines.extend_from_slice(buf);
+                true
+            }
+            None => false,
+        });
+        if taken {
+            Ok(buf.len())
+        } else {
+            io::stderr().write(buf)
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
+/// Runs `f` with this thread's log lines collected; returns them beside
+/// its result.
+fn collect_log<R>(f: impl FnOnce() -> R) -> (R, Vec<u8>) {
+    LOG.with(|l| *l.borrow_mut() = Some(Vec::new()));
+    let r = f();
+    let lines = LOG.with(|l| l.borrow_mut().take()).unwrap_or_default();
+    (r, lines)
+}

@@ -1,0 +1,321 @@
+//! `netloom serve`: commands handed to a resident netloom do the same work
+//! and print the same things as commands that do it themselves; commands
+//! that cannot be served (no service, another binary, other namespaces)
+//! do the work themselves, or fail under NETLOOM_SERVICE=require. In
+//! throwaway hosts, asserted by traffic, kernel state and exit codes.
+
+mod cni_support;
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+use serde_json::json;
+use support::{World, STATE};
+
+const BIN: &str = env!("CARGO_BIN_EXE_netloom");
+
+/// A running `netloom serve`.
+struct Service {
+    child: Child,
+    stderr: BufReader<std::process::ChildStderr>,
+}
+
+impl Service {
+    /// Starts `command` (a `netloom ... serve`) and waits until it listens.
+    fn start(mut command: Command) -> Service {
+        let mut child = command
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start netloom serve");
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let mut line = String::new();
+        stderr.read_line(&mut line).unwrap();
+        assert!(
+            line.contains("serving"),
+            "netloom serve did not start: {line:?}"
+        );
+        Service { child, stderr }
+    }
+
+    /// SIGTERM; it must exit 0 saying it stopped.
+    fn stop(mut self) {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let status = self.child.wait().unwrap();
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut self.stderr, &mut rest).unwrap();
+        assert!(
+            status.success(),
+            "netloom serve exited with {status}: {rest}"
+        );
+        assert!(rest.contains("stopped serving"), "{rest}");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn in_world(w: &World, mode: &str, args: &[&str]) -> Output {
+    w.host
+        .command(BIN)
+        .env("NETLOOM_STATE_DIR", STATE)
+        .env("NETLOOM_SERVICE", mode)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+#[test]
+fn served_connects_and_disconnects_do_the_work_and_answer_alike() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "web", "--subnet", "10.88.0.0/24"]);
+    w.ok(&["sandbox", "create", "a"]);
+    w.ok(&["sandbox", "create", "b"]);
+    let mut serve = w.host.command(BIN);
+    serve.env("NETLOOM_STATE_DIR", STATE);
+    let svc = Service::start(serve);
+
+    // --json output, as a direct connect gives it.
+    let out = in_world(
+        &w,
+        "require",
+        &["--json", "connect", "web", "a", "--publish", "8080:80"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let a: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(a["state"], "ready");
+    assert_eq!(a["leases"][0]["address"], "10.88.0.2/24");
+    assert_eq!(a["ports"][0]["host_port"], 8080, "{a}");
+    // Text output.
+    let out = in_world(
+        &w,
+        "require",
+        &["connect", "web", "b", "--ip", "10.88.0.50"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("eth0 10.88.0.50/24 "),
+        "{}",
+        text(&out)
+    );
+    // The work is done: traffic passes, the published port is in the rules.
+    assert!(w.ping("a", "10.88.0.50"), "a -> b");
+    assert!(w.ping("b", "10.88.0.2"), "b -> a");
+    assert!(w.sh("nft list ruleset | grep -q 8080").status.success());
+    w.assert_clean();
+
+    // Errors come back with the direct command's text and exit code, and
+    // the service goes on serving.
+    let out = in_world(&w, "require", &["connect", "nope", "a"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("network \"nope\" does not exist"), "{err}");
+    let direct = in_world(&w, "off", &["connect", "nope", "a"]);
+    assert_eq!(out.stderr, direct.stderr);
+    // An address another endpoint holds.
+    let out = in_world(
+        &w,
+        "require",
+        &["connect", "web", "a", "--ip", "10.88.0.50"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("10.88.0.50"),
+        "{}",
+        text(&out)
+    );
+
+    let out = in_world(&w, "require", &["--json", "disconnect", "web", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(d["disconnected"].as_array().unwrap().len(), 1, "{d}");
+    assert!(!w.ping("b", "10.88.0.2"), "a is gone");
+    assert!(!w.sh("nft list ruleset | grep -q 8080").status.success());
+    w.assert_clean();
+
+    // Stopped: the socket is gone; required service fails, auto does the
+    // work itself.
+    svc.stop();
+    assert!(!w
+        .sh(&format!("test -e {STATE}/netloom.sock"))
+        .status
+        .success());
+    let out = in_world(&w, "require", &["disconnect", "web", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no `netloom serve` listens"), "{err}");
+    assert!(w.links_in_service(Some("b")).contains(&"eth0".to_string()));
+    let out = in_world(&w, "auto", &["disconnect", "web", "b"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(!w.links_in_service(Some("b")).contains(&"eth0".to_string()));
+    w.assert_clean();
+}
+
+#[test]
+fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
+    let (Some(here), Some(there)) = (World::new(), World::new()) else {
+        return;
+    };
+    // One state directory both hosts see (/tmp is shared between them).
+    let dir = std::env::temp_dir().join(format!("netloom-service-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let state = dir.join("state");
+    let state = state.to_str().unwrap();
+    let cli = |w: &World, mode: &str, args: &[&str]| {
+        w.host
+            .command(BIN)
+            .env("NETLOOM_STATE_DIR", state)
+            .env("NETLOOM_SERVICE", mode)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mut serve = there.host.command(BIN);
+    serve.env("NETLOOM_STATE_DIR", state);
+    let svc = Service::start(serve);
+    let out = cli(&here, "require", &["connect", "web", "a"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another network namespace"), "{err}");
+    svc.stop();
+
+    // The same binary under another name is another binary.
+    let copy = dir.join("netloom-copy");
+    std::fs::copy(BIN, &copy).unwrap();
+    let mut serve = here.host.command(&copy);
+    serve.env("NETLOOM_STATE_DIR", state);
+    let svc = Service::start(serve);
+    let out = cli(&here, "require", &["connect", "web", "a"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another netloom binary"), "{err}");
+    // Not required: the command does the work itself, and it is done.
+    assert!(cli(
+        &here,
+        "auto",
+        &["network", "create", "web", "--subnet", "10.88.0.0/24"]
+    )
+    .status
+    .success());
+    assert!(cli(&here, "auto", &["sandbox", "create", "a"])
+        .status
+        .success());
+    let out = cli(&here, "auto", &["connect", "web", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let addrs = here.addrs("a", "eth0");
+    assert!(addrs.contains(&"10.88.0.2/24".to_string()), "{addrs:?}");
+    let out = cli(&here, "auto", &["disconnect", "web", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    svc.stop();
+    let out = cli(&here, "off", &["check"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "clean\n",
+        "{}",
+        text(&out)
+    );
+    assert!(cli(&here, "off", &["network", "rm", "web"])
+        .status
+        .success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn cni_add_check_del_are_served() {
+    let Some(c) = cni_support::Cni::host() else {
+        return;
+    };
+    let svc = Service::start(c.netloom_command());
+    let conf = cni_support::conf(
+        "1.1.0",
+        "web",
+        json!({ "driver": "bridge", "subnets": ["10.88.0.0/24"] }),
+    );
+    let req = ("NETLOOM_SERVICE", "require");
+    let mut results = Vec::new();
+    for cid in ["c1", "c2"] {
+        let ns = c.netns(cid);
+        let vars = [
+            ("CNI_CONTAINERID", cid),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", ns.as_str()),
+            req,
+        ];
+        let r = c.run("ADD", &vars, conf.to_string().as_bytes()).ok();
+        assert_eq!(r["cniVersion"], "1.1.0");
+        let check = cni_support::with_prev(&conf, &r);
+        c.run("CHECK", &vars, check.to_string().as_bytes())
+            .ok_empty();
+        results.push((cid, ns, r));
+    }
+    let ips: Vec<String> = results
+        .iter()
+        .map(|(_, _, r)| cni_support::ips_of(r)[0].clone())
+        .collect();
+    assert_ne!(ips[0], ips[1]);
+    assert!(c.ping("c1", cni_support::bare(&ips[1])), "c1 -> c2");
+    // An error comes back as the spec's error object, with its code.
+    let vars = [
+        ("CNI_CONTAINERID", "c1"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_NETNS", results[0].1.as_str()),
+        req,
+    ];
+    let again = c.run("ADD", &vars, conf.to_string().as_bytes());
+    let e = again.err(7);
+    assert!(
+        e["msg"].as_str().unwrap().contains("already has interface"),
+        "{e}"
+    );
+    for (cid, ns, r) in &results {
+        let vars = [
+            ("CNI_CONTAINERID", *cid),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", ns.as_str()),
+            req,
+        ];
+        let del = cni_support::with_prev(&conf, r);
+        c.run("DEL", &vars, del.to_string().as_bytes()).ok_empty();
+    }
+    assert!(!c.ping("c1", cni_support::bare(&ips[1])), "c2 is gone");
+    c.assert_clean();
+    svc.stop();
+    // No service: required, ADD fails with "try again later" (11).
+    let ns = c.netns("c3");
+    let vars = [
+        ("CNI_CONTAINERID", "c3"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_NETNS", ns.as_str()),
+        req,
+    ];
+    let e = c.run("ADD", &vars, conf.to_string().as_bytes()).err(11);
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap()
+            .contains("no `netloom serve` listens"),
+        "{e}"
+    );
+    c.assert_clean();
+}
