@@ -19,13 +19,14 @@ const BIN: &str = env!("CARGO_BIN_EXE_netloom");
 struct Service {
     child: Child,
     stderr: BufReader<std::process::ChildStderr>,
+    /// What it said as it started.
+    line: String,
 }
 
 impl Service {
     /// Starts `command` (a `netloom ... serve`) and waits until it listens.
     fn start(mut command: Command) -> Service {
         let mut child = command
-            .arg("serve")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -38,7 +39,11 @@ impl Service {
             line.contains("serving"),
             "netloom serve did not start: {line:?}"
         );
-        Service { child, stderr }
+        Service {
+            child,
+            stderr,
+            line,
+        }
     }
 
     /// SIGTERM; it must exit 0 saying it stopped.
@@ -92,7 +97,7 @@ fn served_connects_and_disconnects_do_the_work_and_answer_alike() {
     w.ok(&["sandbox", "create", "a"]);
     w.ok(&["sandbox", "create", "b"]);
     let mut serve = w.host.command(BIN);
-    serve.env("NETLOOM_STATE_DIR", STATE);
+    serve.env("NETLOOM_STATE_DIR", STATE).arg("serve");
     let svc = Service::start(serve);
 
     // --json output, as a direct connect gives it.
@@ -192,7 +197,7 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
             .unwrap()
     };
     let mut serve = there.host.command(BIN);
-    serve.env("NETLOOM_STATE_DIR", state);
+    serve.env("NETLOOM_STATE_DIR", state).arg("serve");
     let svc = Service::start(serve);
     let out = cli(&here, "require", &["connect", "web", "a"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -204,7 +209,7 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     let copy = dir.join("netloom-copy");
     std::fs::copy(BIN, &copy).unwrap();
     let mut serve = here.host.command(&copy);
-    serve.env("NETLOOM_STATE_DIR", state);
+    serve.env("NETLOOM_STATE_DIR", state).arg("serve");
     let svc = Service::start(serve);
     let out = cli(&here, "require", &["connect", "web", "a"]);
     assert_eq!(out.status.code(), Some(1), "{}", text(&out));
@@ -246,7 +251,9 @@ fn cni_add_check_del_are_served() {
     let Some(c) = cni_support::Cni::host() else {
         return;
     };
-    let svc = Service::start(c.netloom_command());
+    let mut serve = c.netloom_command();
+    serve.arg("serve");
+    let svc = Service::start(serve);
     let conf = cni_support::conf(
         "1.1.0",
         "web",
@@ -318,4 +325,71 @@ fn cni_add_check_del_are_served() {
         "{e}"
     );
     c.assert_clean();
+}
+
+#[test]
+fn parallel_cni_calls_through_a_service_with_two_workers() {
+    const N: usize = 24;
+    let Some(c) = cni_support::Cni::host() else {
+        return;
+    };
+    let mut serve = c.netloom_command();
+    serve.args(["serve", "--workers", "2"]);
+    let svc = Service::start(serve);
+    assert!(svc.line.contains("2 workers"), "{}", svc.line);
+    let conf = cni_support::conf("1.1.0", "swarm", json!({ "subnets": ["10.55.0.0/24"] }));
+    let names: Vec<String> = (0..N).map(|i| format!("s{i}")).collect();
+    let paths: Vec<String> = names.iter().map(|n| c.netns(n)).collect();
+    let call = |cmd: &str, i: usize, stdin: String| {
+        let vars = [
+            ("CNI_CONTAINERID", names[i].as_str()),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", paths[i].as_str()),
+            ("NETLOOM_SERVICE", "require"),
+        ];
+        c.run(cmd, &vars, stdin.as_bytes())
+    };
+    let results: Vec<serde_json::Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..N)
+            .map(|i| {
+                let (call, conf) = (&call, &conf);
+                s.spawn(move || call("ADD", i, conf.to_string()).ok())
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(c.networks().len(), 1, "one network, created once");
+    let addrs: Vec<String> = results
+        .iter()
+        .map(|r| cni_support::ips_of(r)[0].clone())
+        .collect();
+    let distinct: std::collections::BTreeSet<&String> = addrs.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        N,
+        "an address was handed out twice: {addrs:?}"
+    );
+    for (n, a) in names.iter().zip(&addrs) {
+        assert_eq!(c.addrs(n, "eth0"), std::slice::from_ref(a), "{n}");
+    }
+    assert!(
+        c.ping("s0", cni_support::bare(&addrs[N - 1])),
+        "s0 -> s{}",
+        N - 1
+    );
+    assert!(
+        c.ping(&names[N - 1], cni_support::bare(&addrs[0])),
+        "s{} -> s0",
+        N - 1
+    );
+    c.assert_clean();
+    std::thread::scope(|s| {
+        for (i, r) in results.iter().enumerate() {
+            let (call, conf) = (&call, &conf);
+            s.spawn(move || call("DEL", i, cni_support::with_prev(conf, r).to_string()).ok_empty());
+        }
+    });
+    assert!(c.endpoints().is_empty(), "{:?}", c.endpoints());
+    c.assert_clean();
+    svc.stop();
 }

@@ -23,11 +23,16 @@ pub enum Mode {
 
 impl Mode {
     pub fn from_env() -> Result<Mode, String> {
-        match std::env::var(MODE_ENV).as_deref() {
-            Err(_) | Ok("") | Ok("auto") => Ok(Mode::Auto),
-            Ok("off") => Ok(Mode::Off),
-            Ok("require") => Ok(Mode::Require),
-            Ok(other) => Err(format!(
+        Mode::parse(std::env::var(MODE_ENV).ok().as_deref())
+    }
+
+    /// The mode a value of [`MODE_ENV`] names (`None`: unset).
+    fn parse(value: Option<&str>) -> Result<Mode, String> {
+        match value {
+            None | Some("") | Some("auto") => Ok(Mode::Auto),
+            Some("off") => Ok(Mode::Off),
+            Some("require") => Ok(Mode::Require),
+            Some(other) => Err(format!(
                 "{MODE_ENV}={other:?} is not a mode; use auto (the default), off or require"
             )),
         }
@@ -201,5 +206,24 @@ fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
             eprintln!("netloom: error: {why}");
             Some(ExitCode::FAILURE)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Mode;
+
+    #[test]
+    fn modes_and_a_wrong_one() {
+        assert_eq!(Mode::parse(None), Ok(Mode::Auto));
+        assert_eq!(Mode::parse(Some("")), Ok(Mode::Auto));
+        assert_eq!(Mode::parse(Some("auto")), Ok(Mode::Auto));
+        assert_eq!(Mode::parse(Some("off")), Ok(Mode::Off));
+        assert_eq!(Mode::parse(Some("require")), Ok(Mode::Require));
+        let e = Mode::parse(Some("always")).unwrap_err();
+        assert!(
+            e.contains("NETLOOM_SERVICE=\"always\"") && e.contains("off or require"),
+            "{e}"
+        );
     }
 }

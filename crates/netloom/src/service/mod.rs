@@ -267,3 +267,50 @@ fn collect_log<R>(f: impl FnOnce() -> R) -> (R, Vec<u8>) {
     let lines = LOG.with(|l| l.borrow_mut().take()).unwrap_or_default();
     (r, lines)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_refuse_what_is_too_long_or_cut() {
+        let job = Job::Disconnect {
+            json: true,
+            network: "web".into(),
+            sandbox: "pid:42".into(),
+            ifname: Some("eth1".into()),
+        };
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &job).unwrap();
+        let back: Job = read_frame(&mut buf.as_slice()).unwrap();
+        assert_eq!(
+            serde_json::to_string(&back).unwrap(),
+            serde_json::to_string(&job).unwrap()
+        );
+        // Cut short: an error, not a partial value.
+        assert!(read_frame::<Job>(&mut &buf[..buf.len() - 1]).is_err());
+        // A length over the limit is refused before anything is read.
+        let mut huge = ((MAX_FRAME + 1) as u32).to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{}");
+        let e = read_frame::<Job>(&mut huge.as_slice()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn identities_differ_by_binary_and_by_namespace() {
+        let me = Identity::of_this_process().unwrap();
+        assert_eq!(me.mismatch(&me.clone()), None);
+        let mut other = me.clone();
+        other.exe[4] += 1;
+        assert!(me
+            .mismatch(&other)
+            .unwrap()
+            .contains("another netloom binary"));
+        for (i, kind) in ["network", "mount", "pid"].iter().enumerate() {
+            let mut other = me.clone();
+            other.namespaces[i] += 1;
+            let why = me.mismatch(&other).unwrap();
+            assert!(why.contains(&format!("another {kind} namespace")), "{why}");
+        }
+    }
+}

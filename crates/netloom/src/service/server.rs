@@ -33,6 +33,10 @@ const MAX_SOCKET_PATH: usize = 107;
 /// How long a stopping service waits for the requests under way.
 const DRAIN: Duration = Duration::from_secs(30);
 
+/// How long a worker waits for a connected command to send its request or
+/// take its reply, so one stuck client cannot hold a worker.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+
 struct Shared {
     state_dir: PathBuf,
     identity: Identity,
@@ -191,6 +195,8 @@ pub fn serve(state_dir: &Path, workers: usize) -> Result<ExitCode, EngineError> 
 
 /// Serves the one request on `stream`.
 fn handle(shared: &Shared, mut stream: UnixStream) {
+    let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
+    let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let reply = match read_frame::<Request>(&mut stream) {
         Err(_) => None,
         Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
