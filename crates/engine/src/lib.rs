@@ -159,6 +159,13 @@ impl Engine {
         Ok(self.driver_of(&net)?.endpoint_oper_info(&net, ep))
     }
 
+    /// The MAC address of a link in the namespace netloom runs in (the
+    /// host end of an endpoint), read on the engine's own socket.
+    pub fn host_link_mac(&mut self, name: &str) -> Option<String> {
+        let link = self.kernel.host().ok()?.get_link(name).ok()??;
+        link.mac.map(|m| m.to_string())
+    }
+
     /// Makes a named sandbox (a network namespace under /run/netns, which
     /// `ip netns exec NAME` also sees) with its loopback up.
     pub fn create_sandbox(&mut self, name: &str) -> Result<u64, EngineError> {

@@ -107,12 +107,6 @@ fn install_routes(netns: &str, ifname: &str, routes: &[RouteSpec]) -> Result<(),
 }
 
 /// The MAC of a host-side link, if it can be read.
-fn host_mac(name: &str) -> Option<String> {
-    let mut nl = Netlink::open_current().ok()?;
-    let link = nl.get_link(name).ok()??;
-    link.mac.map(|m| m.to_string())
-}
-
 pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let cid = env.need("CNI_CONTAINERID", &env.container_id)?;
     let netns = env.need("CNI_NETNS", &env.netns)?;
@@ -165,7 +159,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let mut result = CniResult::from_prev(conf.prev_result())?;
     if let Some(host) = &ep.host_ifname {
         let mut iface = json!({ "name": host });
-        if let Some(mac) = host_mac(host) {
+        if let Some(mac) = engine.host_link_mac(host) {
             iface["mac"] = json!(mac);
         }
         result.add_interface(iface);
