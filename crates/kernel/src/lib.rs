@@ -57,5 +57,6 @@ pub use netns::{named_path, Netns, NETNS_RUN_DIR};
 pub use release::use_a_thread as background_on_a_thread;
 pub use route::{Route, MAIN_TABLE};
 pub use socket::Netlink;
+pub use sysctl::disable_ipv6_here;
 pub use tc::{Qdisc, Tbf};
 pub use types::{Family, IpPrefix, LinkRef, MacAddr, ParseError, Scope, MAX_IFNAME_LEN};

@@ -357,6 +357,12 @@ impl Driver for BridgeDriver {
                     endpoint.ifname
                 )))?;
         }
+        // A port needs no IPv6 of its own (the bridge routes), and with it
+        // on, each port coming up walks the host's IPv6 routing table, which
+        // grows by a route per port. Without it the port works the same.
+        if let Err(e) = netloom_kernel::disable_ipv6_here(&veth) {
+            tracing::debug!("{what}: {e}; {veth} keeps IPv6");
+        }
         let rest = (|| -> Result<(), EngineError> {
             configure_inside(kernel, network, endpoint, sandbox, &what)?;
             kernel.firewall()?.add_endpoint(
