@@ -33,7 +33,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from bench_common import (  # noqa: E402
-    RUN, SCRATCH, CallFailed, Stopped, host_facts, ms, netns_batch, on_term, sh, stats, timed, write,
+    RUN, SCRATCH, CallFailed, Stopped, host_facts, ms, netns_batch, on_term, sh, start_netloom_serve, stats,
+    stop_netloom_serve, timed, write,
 )
 
 VERSION = "1.0.0"            # cniVersion of every config (both tools speak it)
@@ -176,21 +177,12 @@ class NetloomServed(Netloom):
 
     def setup(self):
         os.makedirs(self.state, exist_ok=True)
-        log = open(f"{RUN}/netloom-serve.log", "w")
-        self.proc = subprocess.Popen([self.bin, "--state-dir", self.state, "serve"],
-                                     stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-        sock = os.path.join(self.state, "netloom.sock")
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise CallFailed("`netloom serve` did not start: " + open(f"{RUN}/netloom-serve.log").read()[-300:])
-            time.sleep(0.01)
+        self.proc = start_netloom_serve(self.bin, self.state)
         super().setup()
 
     def finish(self):
         if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
+            self.notes.append("netloom serve: " + stop_netloom_serve(self.proc))
 
 
 class Reference(Plugins):

@@ -75,6 +75,30 @@ def sh(argv, check=True, input=None):
     return r.stdout
 
 
+def start_netloom_serve(binary, state_dir):
+    """Starts `netloom serve` on `state_dir` (its log in RUN) and returns the
+    process once its socket is there."""
+    logpath = f"{RUN}/netloom-serve.log"
+    log = open(logpath, "w")
+    proc = subprocess.Popen([binary, "--state-dir", state_dir, "serve"],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    sock = os.path.join(state_dir, "netloom.sock")
+    deadline = time.monotonic() + 10
+    while not os.path.exists(sock):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise CallFailed("`netloom serve` did not start: " + open(logpath).read()[-300:])
+        time.sleep(0.01)
+    return proc
+
+
+def stop_netloom_serve(proc):
+    """SIGTERM, then its last log line."""
+    proc.terminate()
+    proc.wait(timeout=60)
+    return open(f"{RUN}/netloom-serve.log").read().strip()[-200:]
+
+
 def write(path, data):
     with open(path, "w") as f:
         f.write(data if isinstance(data, str) else json.dumps(data))

@@ -27,7 +27,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from bench_common import (  # noqa: E402
-    RUN, SCRATCH, CallFailed, Stopped, host_facts, ms, netns_batch, on_term, sh, stats, timed, write,
+    RUN, SCRATCH, CallFailed, Stopped, host_facts, ms, netns_batch, on_term, sh, start_netloom_serve, stats,
+    stop_netloom_serve, timed, write,
 )
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "/sbin/ip"
@@ -183,21 +184,11 @@ class NetloomServed(Netloom):
         # The network and the anchor are the other netloom tool's (same state).
         if "serve" not in sh([self.bin, "--help"], check=False):
             raise CallFailed("this netloom has no `serve` command")
-        log = open(f"{RUN}/netloom-serve.log", "w")
-        self.proc = subprocess.Popen(self.base + ["serve"], stdin=subprocess.DEVNULL,
-                                     stdout=log, stderr=log)
-        sock = os.path.join(self.sd, "netloom.sock")
-        deadline = time.monotonic() + 10
-        while not os.path.exists(sock):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise CallFailed("`netloom serve` did not start: " + open(f"{RUN}/netloom-serve.log").read()[-300:])
-            time.sleep(0.01)
+        self.proc = start_netloom_serve(self.bin, self.sd)
 
     def finish(self):
         if self.proc:
-            self.proc.terminate()
-            self.proc.wait(timeout=60)
-            self.notes.append("netloom serve: " + open(f"{RUN}/netloom-serve.log").read().strip()[-200:])
+            self.notes.append("netloom serve: " + stop_netloom_serve(self.proc))
 
 
 class Netavark(Tool):

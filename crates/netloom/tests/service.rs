@@ -26,12 +26,23 @@ struct Service {
 impl Service {
     /// Starts `command` (a `netloom ... serve`) and waits until it listens.
     fn start(mut command: Command) -> Service {
-        let mut child = command
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start netloom serve");
+            .stderr(Stdio::piped());
+        // A binary copied just now is busy while a process another test
+        // thread forks meanwhile still holds the copy's descriptor (until
+        // it execs); that passes within milliseconds.
+        let mut tries = 0;
+        let mut child = loop {
+            match command.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 100 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other.expect("start netloom serve"),
+            }
+        };
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
         let mut line = String::new();
         stderr.read_line(&mut line).unwrap();
@@ -196,24 +207,24 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
             .output()
             .unwrap()
     };
-    let mut serve = there.host.command(BIN);
-    serve.env("NETLOOM_STATE_DIR", state).arg("serve");
-    let svc = Service::start(serve);
-    let out = cli(&here, "require", &["connect", "web", "a"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    // A service of `binary` in `w` on the shared state; what a required
+    // connect from `here` says, which must fail.
+    let refused_by = |w: &World, binary: &std::path::Path| {
+        let mut serve = w.host.command(binary);
+        serve.env("NETLOOM_STATE_DIR", state).arg("serve");
+        let svc = Service::start(serve);
+        let out = cli(&here, "require", &["connect", "web", "a"]);
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        (svc, String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (svc, err) = refused_by(&there, std::path::Path::new(BIN));
     assert!(err.contains("another network namespace"), "{err}");
     svc.stop();
 
     // The same binary under another name is another binary.
     let copy = dir.join("netloom-copy");
     std::fs::copy(BIN, &copy).unwrap();
-    let mut serve = here.host.command(&copy);
-    serve.env("NETLOOM_STATE_DIR", state).arg("serve");
-    let svc = Service::start(serve);
-    let out = cli(&here, "require", &["connect", "web", "a"]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let (svc, err) = refused_by(&here, &copy);
     assert!(err.contains("another netloom binary"), "{err}");
     // Not required: the command does the work itself, and it is done.
     assert!(cli(

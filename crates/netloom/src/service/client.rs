@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
 
-use crate::cli::{Cli, Command};
+use crate::cli::Cli;
 
 use super::{read_frame, socket_path, write_frame, Identity, Job, Reply, Request, MODE_ENV};
 
@@ -139,23 +139,7 @@ pub enum Line {
 
 /// [`forward_line`] for a command line the full parser has read.
 pub fn forward_cli(cli: &Cli) -> Option<ExitCode> {
-    let job = match &cli.command {
-        Command::Connect(args) => Job::Connect {
-            json: cli.json,
-            args: args.clone(),
-        },
-        Command::Disconnect {
-            network,
-            sandbox,
-            ifname,
-        } => Job::Disconnect {
-            json: cli.json,
-            network: network.clone(),
-            sandbox: sandbox.clone(),
-            ifname: ifname.clone(),
-        },
-        _ => return None,
-    };
+    let job = Job::of_cli(cli)?;
     forward(&cli.state_dir, cli.verbose, job)
 }
 

@@ -72,6 +72,31 @@ pub enum Job {
     },
 }
 
+impl Job {
+    /// The job of a command line the full parser has read, if it is one
+    /// the service serves.
+    pub fn of_cli(cli: &crate::cli::Cli) -> Option<Job> {
+        use crate::cli::Command;
+        match &cli.command {
+            Command::Connect(args) => Some(Job::Connect {
+                json: cli.json,
+                args: args.clone(),
+            }),
+            Command::Disconnect {
+                network,
+                sandbox,
+                ifname,
+            } => Some(Job::Disconnect {
+                json: cli.json,
+                network: network.clone(),
+                sandbox: sandbox.clone(),
+                ifname: ifname.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize, Debug)]
 pub struct Request {
     /// The caller's [`Identity`]: served only when it is the service's.

@@ -125,7 +125,7 @@ pub fn read(args: &[String], env_state_dir: Option<&str>) -> Option<Line> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cli::{Cli, Command};
+    use crate::cli::Cli;
     use clap::Parser;
 
     /// The job the full parser makes of the same line.
@@ -145,23 +145,7 @@ mod tests {
             _ => Cli::try_parse_from(argv),
         }
         .ok()?;
-        let job = match cli.command {
-            Command::Connect(args) => Job::Connect {
-                json: cli.json,
-                args,
-            },
-            Command::Disconnect {
-                network,
-                sandbox,
-                ifname,
-            } => Job::Disconnect {
-                json: cli.json,
-                network,
-                sandbox,
-                ifname,
-            },
-            _ => return None,
-        };
+        let job = Job::of_cli(&cli)?;
         Some((cli.state_dir, serde_json::to_string(&job).unwrap()))
     }
 
