@@ -145,6 +145,16 @@ impl Engine {
         Ok(self.store.endpoints(network)?)
     }
 
+    /// Endpoints on `network` that a container runtime made for the
+    /// container `container_id`.
+    pub fn container_endpoints(
+        &mut self,
+        network: &str,
+        container_id: &str,
+    ) -> Result<Vec<Endpoint>, EngineError> {
+        Ok(self.store.container_endpoints(network, container_id)?)
+    }
+
     /// One endpoint by id or unique id prefix.
     pub fn endpoint(&mut self, id: &str) -> Result<Endpoint, EngineError> {
         Ok(self.store.endpoint(id)?)

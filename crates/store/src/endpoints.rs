@@ -275,6 +275,38 @@ pub(crate) fn in_sandbox(
                 .collect()
         })
         .ctx(path, "list a sandbox's endpoints")?;
+    with_all_leases(cache, conn, path, rows)
+}
+
+/// Endpoints on `network` made for the container `container_id`, found
+/// through the `endpoints_by_container` index.
+pub(crate) fn of_container(
+    cache: &mut Cache,
+    conn: &Connection,
+    path: &Path,
+    network: &str,
+    container_id: &str,
+) -> Result<Vec<Endpoint>, StoreError> {
+    let key = load_network(cache, conn, path, network)?.key;
+    let rows: Vec<(String, String)> = conn
+        .prepare_cached(
+            "SELECT doc, state FROM endpoints WHERE net = ?1 AND json_extract(doc, '$.container_id') = ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(params![key, container_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .ctx(path, "list a container's endpoints")?;
+    with_all_leases(cache, conn, path, rows)
+}
+
+/// Endpoints from (doc, state) rows, with their leases.
+fn with_all_leases(
+    cache: &mut Cache,
+    conn: &Connection,
+    path: &Path,
+    rows: Vec<(String, String)>,
+) -> Result<Vec<Endpoint>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for (doc, state) in rows {
         out.push(with_leases(cache, conn, path, parse(path, &doc, &state)?)?);

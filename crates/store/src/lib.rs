@@ -125,6 +125,19 @@ pub trait Store {
     /// Endpoints of one network in one sandbox (by namespace inode).
     fn sandbox_endpoints(&mut self, network: &str, inode: u64)
         -> Result<Vec<Endpoint>, StoreError>;
+    /// Endpoints on `network` that a container runtime made for the
+    /// container `container_id` (CNI).
+    fn container_endpoints(
+        &mut self,
+        network: &str,
+        container_id: &str,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        Ok(self
+            .endpoints(Some(network))?
+            .into_iter()
+            .filter(|e| e.container_id.as_deref() == Some(container_id))
+            .collect())
+    }
 
     /// The lab records kept with this store, on its own connection, if it
     /// keeps them; `None` for a store that does not, whose user opens a

@@ -291,13 +291,22 @@ impl SqliteStore {
         };
         tracing::debug!(journal_mode = %mode, "state database opened for the first time");
         let created = self.write(|_, conn, path| {
-            // Another process may have created it meanwhile.
+            // Another process may have created or upgraded it meanwhile.
             let version: i64 = conn
                 .query_row("PRAGMA user_version", [], |r| r.get(0))
                 .ctx(path, "read schema version")?;
             if version == 0 {
                 conn.execute_batch(schema::CREATE)
                     .ctx(path, "create schema")?;
+            } else {
+                for (from, sql) in schema::UPGRADES {
+                    if *from >= version {
+                        conn.execute_batch(sql)
+                            .ctx(path, &format!("upgrade schema from version {from}"))?;
+                    }
+                }
+            }
+            if version < schema::VERSION {
                 conn.execute_batch(&format!("PRAGMA user_version = {}", schema::VERSION))
                     .ctx(path, "set schema version")?;
             }
@@ -1068,6 +1077,20 @@ impl Store for SqliteStore {
             &self.db.path,
             network,
             inode,
+        )
+    }
+
+    fn container_endpoints(
+        &mut self,
+        network: &str,
+        container_id: &str,
+    ) -> Result<Vec<Endpoint>, StoreError> {
+        endpoints::of_container(
+            &mut self.cache,
+            &self.db.conn,
+            &self.db.path,
+            network,
+            container_id,
         )
     }
 }

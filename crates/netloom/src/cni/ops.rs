@@ -23,9 +23,9 @@ pub fn attachment(
     ifname: &str,
 ) -> Result<Vec<Endpoint>, CniError> {
     Ok(engine
-        .endpoints(Some(network))?
+        .container_endpoints(network, container_id)?
         .into_iter()
-        .filter(|e| e.container_id.as_deref() == Some(container_id) && e.ifname == ifname)
+        .filter(|e| e.ifname == ifname)
         .collect())
 }
 
