@@ -5,12 +5,14 @@
 # on stdin, result on stdout), sequentially, in the same run, in throwaway
 # hosts. Not part of the test suite.
 #
-#   bash bench/cni.sh [-n N] [--json FILE] [--warmup W] [--scenario S] [--no-install]
+#   bash bench/cni.sh [-n N] [--json FILE] [--warmup W] [--scenario S] [--crowd C] [--no-install]
 #
 #   -n N / env N        ADD+DEL pairs per tool and scenario (default 200)
 #   --warmup W          untimed rounds first (default 5)
 #   --scenario S        publish (one published port, the headline), plain, or
 #                       both (default both)
+#   --crowd C           also run "crowded": publish with C containers already
+#                       attached to each tool's network (default 0: not run)
 #   --json FILE         also write the JSON object to FILE
 #   --no-install        do not apt-get install missing peers
 #   NETLOOM_BIN=PATH    use this netloom binary instead of building one
@@ -34,7 +36,7 @@ if [ "${1:-}" = "--host" ]; then
 fi
 
 # ------------------------------------------------------------ on the machine
-N=${N:-200} WARMUP=${WARMUP:-5} JSON= INSTALL=1 SCENARIO=both
+N=${N:-200} WARMUP=${WARMUP:-5} JSON= INSTALL=1 SCENARIO=both CROWD=0
 while [ $# -gt 0 ]; do
     case $1 in
         -n | --n) N=$2; shift 2 ;;
@@ -42,7 +44,8 @@ while [ $# -gt 0 ]; do
         --scenario) SCENARIO=$2; shift 2 ;;
         --json) JSON=$2; shift 2 ;;
         --no-install) INSTALL=; shift ;;
-        -h | --help) sed -n '2,21p' "$0"; exit 0 ;;
+        --crowd) CROWD=$2; shift 2 ;;
+        -h | --help) sed -n '2,23p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
@@ -71,10 +74,11 @@ bench_netloom_bin
 OUT=$(mktemp -d /tmp/netloom-bench-cni.XXXXXX)
 if [ -z "${KEEP:-}" ]; then trap 'rm -rf "$OUT"' EXIT; else echo "keeping $OUT" >&2; fi
 
-BENCH_CFG=$("$BENCH_PY" - "$N" "$WARMUP" "$NL" "$CNI" "$CNI_WHY" <<'EOF'
+BENCH_CFG=$("$BENCH_PY" - "$N" "$WARMUP" "$NL" "$CNI" "$CNI_WHY" "$CROWD" <<'EOF'
 import json, sys
-n, warm, nl, cni, cni_why = sys.argv[1:]
-print(json.dumps({"n": int(n), "warmup": int(warm), "netloom": nl, "cni": cni or None, "cni_why": cni_why}))
+n, warm, nl, cni, cni_why, crowd = sys.argv[1:]
+print(json.dumps({"n": int(n), "warmup": int(warm), "netloom": nl, "cni": cni or None, "cni_why": cni_why,
+                  "crowd": int(crowd)}))
 EOF
 )
 export BENCH_CFG BENCH_PY BENCH_OUTER_NETNS
@@ -107,6 +111,7 @@ case $SCENARIO in
     both) run_host publish 600; run_host plain 600 ;;
     *) run_host "$SCENARIO" 600 ;;
 esac
+if [ "$CROWD" -gt 0 ]; then run_host crowded 900; fi
 echo "total $(($(date +%s) - start)) s" >&2
 
 "$BENCH_PY" "$HERE/cni/bench.py" report "$OUT" ${JSON:+"$JSON"}

@@ -284,10 +284,11 @@ def version_floor(binary, n):
 # ---------------------------------------------------------------- a scenario
 
 def scenario(name, cfg, out):
-    publish = name == "publish"
+    publish = name in ("publish", "crowded")
+    crowd = cfg.get("crowd", 0) if name == "crowded" else 0
     n, warm = cfg["n"], cfg["warmup"]
     res = {"scenario": name, "published_ports": 1 if publish else 0, "host": host_facts(),
-           "n": n, "warmup": warm, "tools": {}}
+           "n": n, "warmup": warm, "attached_before": crowd, "tools": {}}
     os.makedirs(SCRATCH, exist_ok=True)
     bindir = f"{RUN}/cni-bin"
     os.makedirs(bindir, exist_ok=True)
@@ -309,6 +310,23 @@ def scenario(name, cfg, out):
 
     names = {t.key: [f"{t.key}-{i}" for i in range(warm + n)] for t in live}
     netns_batch("add", [s for v in names.values() for s in v])
+    # Crowded: containers attached (untimed, publishing nothing) before the
+    # timed calls, and left attached.
+    if crowd:
+        for t in live:
+            crowders = [f"{t.key}-crowd-{i}" for i in range(crowd)]
+            netns_batch("add", crowders)
+            publish_was, first_was = t.publish, t.first
+            t.publish = False
+            t.first = write(f"{SCRATCH}/{t.key}-crowd.json", t.conf(t.chain()[0]))
+            try:
+                for sb in crowders:
+                    t.add(sb)
+            except Exception as e:  # noqa: BLE001
+                t.status = f"failed attaching the crowd: {e}"
+            finally:
+                t.publish, t.first = publish_was, first_was
+        print(f"  {crowd} containers attached per tool", file=sys.stderr)
     links_before = sh(["ip", "-o", "link"]).count("\n")
 
     rng = random.Random(7)
@@ -392,7 +410,7 @@ def report(outdir, jsonfile=None):
     with open(f"{outdir}/meta.json") as f:
         meta = json.load(f)
     scenarios = {}
-    for name in ("plain", "publish"):
+    for name in ("plain", "publish", "crowded"):
         p = f"{outdir}/{name}.json"
         if os.path.exists(p):
             with open(p) as f:
@@ -407,7 +425,9 @@ def report(outdir, jsonfile=None):
     ratios = {}
     for name, s in scenarios.items():
         print()
-        print(f"== {name}: {'one published port (runtimeConfig.portMappings)' if s['published_ports'] else 'no published port'}")
+        crowd = f", {s['attached_before']} containers already attached" if s.get("attached_before") else ""
+        print(f"== {name}: {'one published port (runtimeConfig.portMappings)' if s['published_ports'] else 'no published port'}"
+              f"{crowd}")
         print(f"   {'tool':34} {'ADD ms':>16} {'DEL ms':>16} {'ADD+DEL ms':>12}  status")
         for key, t in s["tools"].items():
             def cell(k):
