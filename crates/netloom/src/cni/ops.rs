@@ -106,7 +106,6 @@ fn install_routes(netns: &str, ifname: &str, routes: &[RouteSpec]) -> Result<(),
     Ok(())
 }
 
-/// The MAC of a host-side link, if it can be read.
 pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let cid = env.need("CNI_CONTAINERID", &env.container_id)?;
     let netns = env.need("CNI_NETNS", &env.netns)?;
