@@ -163,10 +163,9 @@ pub fn main() -> ExitCode {
 
 /// A plugin call served by `netloom serve`: `vars` stand for the
 /// environment. Its stdout and exit code.
-pub fn serve(vars: BTreeMap<String, String>, stdin: &[u8]) -> (Vec<u8>, Vec<u8>, u8) {
+pub fn serve(vars: BTreeMap<String, String>, stdin: &[u8]) -> (Vec<u8>, u8) {
     let outcome = config::with_vars(vars, || Env::read().and_then(|env| run(&env, stdin)));
-    let (out, code) = render(outcome, stdin);
-    (out, Vec::new(), code)
+    render(outcome, stdin)
 }
 
 /// Hands ADD, DEL and CHECK to `netloom serve` when one serves the
@@ -226,14 +225,7 @@ fn forward(stdin: &[u8]) -> Option<ExitCode> {
         state_dir: state_dir.clone(),
     };
     match ask(&state_dir, job) {
-        Outcome::Done {
-            stdout,
-            stderr,
-            code,
-        } => {
-            let _ = std::io::stderr().write_all(stderr.as_bytes());
-            Some(emit(stdout.as_bytes(), code))
-        }
+        Outcome::Done(output) => Some(output.print()),
         Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
         Outcome::NotServed(_) => None,
         Outcome::Lost(why) => {

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 
 use crate::cli::Cli;
 
-use super::{read_frame, socket_path, write_frame, Identity, Job, Reply, Request, MODE_ENV};
+use super::{
+    read_frame, socket_path, write_frame, Identity, Job, Output, Reply, Request, MODE_ENV,
+};
 
 /// What `NETLOOM_SERVICE` asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,12 +43,8 @@ impl Mode {
 
 /// How asking the service went.
 pub enum Outcome {
-    /// Served: print this and exit with `code`.
-    Done {
-        stdout: String,
-        stderr: String,
-        code: u8,
-    },
+    /// Served: print this and exit with its code.
+    Done(Output),
     /// Not served, nothing done; why.
     NotServed(String),
     /// The request went out but no reply came back: the service may have
@@ -85,15 +83,7 @@ pub fn ask(state_dir: &Path, job: Job) -> Outcome {
         ));
     }
     match read_frame::<Reply>(&mut stream) {
-        Ok(Reply::Done {
-            stdout,
-            stderr,
-            code,
-        }) => Outcome::Done {
-            stdout,
-            stderr,
-            code,
-        },
+        Ok(Reply::Done(output)) => Outcome::Done(output),
         Ok(Reply::Refused(why)) => Outcome::NotServed(format!(
             "the service on {} refused it: {why}",
             socket.display()
@@ -103,14 +93,6 @@ pub fn ask(state_dir: &Path, job: Job) -> Outcome {
             socket.display()
         )),
     }
-}
-
-/// Prints a served command's output; its exit code.
-fn finish(stdout: &str, stderr: &str, code: u8) -> ExitCode {
-    use std::io::Write;
-    let _ = io::stdout().lock().write_all(stdout.as_bytes());
-    let _ = io::stderr().lock().write_all(stderr.as_bytes());
-    ExitCode::from(code)
 }
 
 /// Runs `connect` or `disconnect` through the service when one can serve
@@ -179,11 +161,7 @@ fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
         };
     }
     match ask(state_dir, job) {
-        Outcome::Done {
-            stdout,
-            stderr,
-            code,
-        } => Some(finish(&stdout, &stderr, code)),
+        Outcome::Done(output) => Some(output.print()),
         Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
         Outcome::NotServed(_) => None,
         Outcome::Lost(why) => {

@@ -106,15 +106,30 @@ pub struct Request {
 
 #[derive(Serialize, Deserialize, Debug)]
 pub enum Reply {
-    /// What the command prints and its exit code.
-    Done {
-        stdout: String,
-        stderr: String,
-        code: u8,
-    },
+    /// Served.
+    Done(Output),
     /// Not served, and why; the command runs the work itself (or, with
     /// `NETLOOM_SERVICE=require`, fails saying why).
     Refused(String),
+}
+
+/// What a served command prints and its exit code.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    pub code: u8,
+}
+
+impl Output {
+    /// Prints it, as the command would have; its exit code.
+    pub fn print(&self) -> std::process::ExitCode {
+        let _ = io::stderr().lock().write_all(self.stderr.as_bytes());
+        let mut stdout = io::stdout().lock();
+        let _ = stdout.write_all(self.stdout.as_bytes());
+        let _ = stdout.flush();
+        std::process::ExitCode::from(self.code)
+    }
 }
 
 /// The binary and namespaces a process runs with. A request is served only

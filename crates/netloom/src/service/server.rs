@@ -24,7 +24,7 @@ use netloom_engine::EngineError;
 
 use super::{
     become_worker, collect_log, engine, forget_kept_engine, read_frame, socket_path, write_frame,
-    Identity, Job, Reply, Request,
+    Identity, Job, Output, Reply, Request,
 };
 
 /// The longest a socket path may be (`sun_path` holds 108 bytes with its NUL).
@@ -251,10 +251,10 @@ fn run(shared: &Shared, job: Job) -> Reply {
                 ));
             }
             collect_log(|| {
-                let (out, err, code) = crate::cni::serve(env, stdin.as_bytes());
+                let (out, code) = crate::cni::serve(env, stdin.as_bytes());
                 // A failed plugin call may have left its sockets mid-exchange.
                 let keep = if code == 0 { Keep::Yes } else { Keep::No };
-                (out, err, code, keep)
+                (out, Vec::new(), code, keep)
             })
         }
     };
@@ -263,11 +263,11 @@ fn run(shared: &Shared, job: Job) -> Reply {
     }
     let mut all = log;
     all.append(&mut stderr);
-    Reply::Done {
+    Reply::Done(Output {
         stdout: String::from_utf8_lossy(&stdout).into_owned(),
         stderr: String::from_utf8_lossy(&all).into_owned(),
         code,
-    }
+    })
 }
 
 /// Whether the worker keeps its engine after a request.
