@@ -207,7 +207,7 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result
 
 thread_local! {
     /// On a service worker: its engine, kept open between requests.
-    static KEPT: RefCell<Option<(PathBuf, Engine)>> = const { RefCell::new(None) };
+    static KEPT: RefCell<Option<Engine>> = const { RefCell::new(None) };
     /// Whether this thread is a service worker (engines are kept).
     static WORKER: Cell<bool> = const { Cell::new(false) };
     /// On a service worker: the log lines of the request being served.
@@ -216,51 +216,37 @@ thread_local! {
 
 /// An engine on a state directory: opened for one command, or, on a
 /// service worker, the worker's own, kept open for the next request.
-pub struct EngineRef {
-    engine: Option<Engine>,
-    keep: bool,
-}
+pub struct EngineRef(Option<Engine>);
 
 /// Opens the engine on `state_dir`, or takes the one this service worker
 /// keeps open on it.
 pub fn engine(state_dir: &Path) -> Result<EngineRef, EngineError> {
-    let keep = WORKER.with(Cell::get);
-    if keep {
-        let kept = KEPT.with(|k| match k.borrow_mut().take() {
-            Some((dir, engine)) if dir == state_dir => Some(engine),
-            _ => None,
-        });
-        if let Some(engine) = kept {
-            return Ok(EngineRef {
-                engine: Some(engine),
-                keep,
-            });
-        }
+    let kept = KEPT
+        .with(|k| k.borrow_mut().take())
+        .filter(|e| e.state_dir() == state_dir);
+    match kept {
+        Some(engine) => Ok(EngineRef(Some(engine))),
+        None => Ok(EngineRef(Some(Engine::open(state_dir)?))),
     }
-    Ok(EngineRef {
-        engine: Some(Engine::open(state_dir)?),
-        keep,
-    })
 }
 
 impl Deref for EngineRef {
     type Target = Engine;
     fn deref(&self) -> &Engine {
-        self.engine.as_ref().expect("present until dropped")
+        self.0.as_ref().expect("present until dropped")
     }
 }
 
 impl DerefMut for EngineRef {
     fn deref_mut(&mut self) -> &mut Engine {
-        self.engine.as_mut().expect("present until dropped")
+        self.0.as_mut().expect("present until dropped")
     }
 }
 
 impl Drop for EngineRef {
     fn drop(&mut self) {
-        if let (true, Some(engine)) = (self.keep, self.engine.take()) {
-            let dir = engine.state_dir().to_path_buf();
-            KEPT.with(|k| *k.borrow_mut() = Some((dir, engine)));
+        if WORKER.with(Cell::get) {
+            KEPT.with(|k| *k.borrow_mut() = self.0.take());
         }
     }
 }
