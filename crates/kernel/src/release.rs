@@ -11,7 +11,6 @@
 //! process has let go of it, then exits, and its exit does the waiting.
 //! No program is executed; the process only closes descriptors, reads a
 //! pipe and exits.
-
 //!
 //! A long-lived process (`netloom serve`) calls [`use_a_thread`] first:
 //! its forks would cost more than they save (every page it writes after a
@@ -47,18 +46,7 @@ pub fn use_a_thread() -> std::io::Result<()> {
             for chore in rx {
                 match chore {
                     Chore::Send(fd, request) => {
-                        // SAFETY: a plain send on a descriptor this thread owns.
-                        unsafe {
-                            while libc::send(
-                                std::os::fd::AsRawFd::as_raw_fd(&fd),
-                                request.as_ptr().cast(),
-                                request.len(),
-                                0,
-                            ) < 0
-                                && *libc::__errno_location() == libc::EINTR
-                            {
-                            }
-                        }
+                        send_once(std::os::fd::AsRawFd::as_raw_fd(&fd), &request);
                         drop(fd);
                     }
                     Chore::Drop(fd) => drop(fd),
@@ -67,6 +55,29 @@ pub fn use_a_thread() -> std::io::Result<()> {
         })?;
     let _ = THREAD.set(tx);
     Ok(())
+}
+
+/// Sends `request` on `fd` once, again only when a signal interrupted it.
+/// Only a system call: usable in the child of a fork.
+fn send_once(fd: RawFd, request: &[u8]) {
+    // SAFETY: a plain send of a buffer the caller holds.
+    unsafe {
+        while libc::send(fd, request.as_ptr().cast(), request.len(), 0) < 0
+            && *libc::__errno_location() == libc::EINTR
+        {}
+    }
+}
+
+/// Points `fd` at `devnull` (an open `/dev/null`), atomically dropping
+/// this process's reference to what `fd` was, and closes `devnull`.
+/// Whether `fd` was swapped.
+///
+/// # Safety
+/// `devnull` must be a descriptor the caller owns; `fd` one it may replace.
+unsafe fn swap_for_devnull(fd: RawFd, devnull: RawFd) -> bool {
+    let swapped = libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
+    libc::close(devnull);
+    swapped
 }
 
 /// A duplicate of `fd` (the same socket), owned.
@@ -107,9 +118,12 @@ pub(crate) fn release_in_background(fd: RawFd) -> bool {
             {}
         });
         libc::close(rx);
-        // Atomically drop this process's reference to the socket.
-        let swapped = made && libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
-        libc::close(devnull);
+        let swapped = if made {
+            swap_for_devnull(fd, devnull)
+        } else {
+            libc::close(devnull);
+            false
+        };
         // EOF for the holder, which then exits with the last reference.
         libc::close(tx);
         swapped
@@ -127,13 +141,7 @@ pub(crate) fn send_in_background(fd: RawFd, request: &[u8]) -> bool {
     }
     // SAFETY: the detached process only sends a buffer made before the
     // fork (see `run_detached`).
-    unsafe {
-        run_detached(fd, fd, || {
-            while libc::send(fd, request.as_ptr().cast(), request.len(), 0) < 0
-                && *libc::__errno_location() == libc::EINTR
-            {}
-        })
-    }
+    unsafe { run_detached(fd, fd, || send_once(fd, request)) }
 }
 
 /// [`release_in_background`] through the background thread.
@@ -144,12 +152,7 @@ fn release_on(thread: &mpsc::Sender<Chore>, fd: RawFd) -> bool {
     // SAFETY: plain system calls on descriptors this function owns or was given.
     unsafe {
         let devnull = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
-        if devnull < 0 {
-            return false;
-        }
-        let swapped = libc::dup3(devnull, fd, libc::O_CLOEXEC) == fd;
-        libc::close(devnull);
-        if !swapped {
+        if devnull < 0 || !swap_for_devnull(fd, devnull) {
             return false;
         }
     }
