@@ -174,10 +174,7 @@ pub(crate) fn list(
                 .collect()
         })
         .ctx(path, "list endpoints")?;
-    let mut out = Vec::with_capacity(rows.len());
-    for (doc, state) in rows {
-        out.push(with_leases(cache, conn, path, parse(path, &doc, &state)?)?);
-    }
+    let mut out = with_all_leases(cache, conn, path, rows)?;
     out.sort_by(|a, b| {
         (&a.network, &a.sandbox, &a.ifname).cmp(&(&b.network, &b.sandbox, &b.ifname))
     });
