@@ -20,6 +20,12 @@
 # scenario runs in its own throwaway host: this script re-execs itself under
 # `unshare --net --mount --propagation private` with a fresh tmpfs on /run; the
 # machine's own network, firewall and /run/netns are never touched.
+#
+# Tools run interleaved, in a fresh order each round. After each tool's
+# disconnect the bench waits, untimed, until what the tool left behind is done
+# (the processes it left have exited, its links are gone, the RTNL and
+# nf_tables locks are free): that wait is printed as "settle", and no tool is
+# timed while another one's leftovers hold the kernel's locks.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -43,7 +49,7 @@ while [ $# -gt 0 ]; do
         --warmup) WARMUP=$2; shift 2 ;;
         --json) JSON=$2; shift 2 ;;
         --no-install) INSTALL=; shift ;;
-        -h | --help) sed -n '2,22p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done

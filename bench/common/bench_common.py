@@ -9,7 +9,9 @@ import json
 import os
 import select
 import signal
+import socket
 import statistics
+import struct
 import subprocess
 import time
 
@@ -109,6 +111,95 @@ def netns_batch(verb, names):
     """Create or delete many named network namespaces with `ip -batch` (untimed)."""
     for i in range(0, len(names), 500):
         sh(["ip", "-batch", "-"], input="".join(f"netns {verb} {n}\n" for n in names[i:i + 500]))
+
+
+# ---------------------------------------------------------------- settling
+
+def become_subreaper():
+    """Processes a timed one leaves behind (netloom sends a veth's deletion
+    from a detached process) become this process's children, so `settle`
+    can wait for them."""
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:    # PR_SET_CHILD_SUBREAPER
+        raise CallFailed(f"prctl(PR_SET_CHILD_SUBREAPER): errno {ctypes.get_errno()}")
+
+
+def _children(keep):
+    """Live children of this process other than `keep`; zombies are reaped."""
+    me, live = os.getpid(), []
+    for e in os.scandir("/proc"):
+        if not e.name.isdigit() or int(e.name) in keep:
+            continue
+        try:
+            with open(f"/proc/{e.name}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == me:
+            if fields[0] == "Z":
+                try:
+                    os.waitpid(int(e.name), os.WNOHANG)
+                except ChildProcessError:
+                    pass
+            else:
+                live.append(int(e.name))
+    return live
+
+
+def host_links():
+    """How many links this network namespace holds (/proc/net/dev is read
+    in the reading thread's namespace)."""
+    with open("/proc/net/dev") as f:
+        return sum(1 for _ in f) - 2
+
+
+def _netlink_ack(proto, msg_type, flags, body):
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, proto) as s:
+        s.send(struct.pack("=IHHII", 16 + len(body), msg_type, 0x1 | 0x4 | flags, 1, 0) + body)
+        reply = s.recv(65536)
+        kind = struct.unpack_from("=H", reply, 4)[0]
+        if kind == 2:                                   # NLMSG_ERROR
+            err = struct.unpack_from("=i", reply, 16)[0]
+            if err:
+                raise CallFailed(f"netlink type {msg_type}: errno {-err}")
+
+
+def rtnl_barrier():
+    """Returns once the RTNL lock could be taken: an RTM_SETLINK that
+    changes nothing (IFF_UP on lo, already up), acknowledged."""
+    ifi = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 1, 1, 1)
+    _netlink_ack(0, 19, 0, ifi)                          # NETLINK_ROUTE, RTM_SETLINK
+
+
+def nft_barrier():
+    """Returns once nf_tables has freed what earlier transactions deleted:
+    a NFT_MSG_GETGEN request, then the socket's release. A nf_tables
+    socket's release waits, under its namespace's nf_tables lock, until
+    those objects are freed (after an RCU grace period); a link registered
+    in that namespace meanwhile waits for the lock."""
+    nfgen = struct.pack("=BBH", socket.AF_UNSPEC, 0, 0)
+    _netlink_ack(12, (10 << 8) | 16, 0, nfgen)           # NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, GETGEN
+
+
+def settle(baseline, keep=(), timeout=10.0):
+    """Waits, untimed for any tool, until what the last tool left behind is
+    done: every process it left (a detached veth deletion) has exited, the
+    namespace is back to `baseline` links, and the RTNL and nf_tables locks
+    are free with nothing queued behind them. Returns the wait in ns: what a
+    tool leaves to the background is reported beside what it is timed for,
+    and no tool is timed while another one's leftovers hold the kernel."""
+    t0 = time.perf_counter_ns()
+    deadline = time.monotonic() + timeout
+    keep = set(keep)
+    while _children(keep) or host_links() > baseline:
+        if time.monotonic() > deadline:
+            raise CallFailed(f"processes {_children(keep)} and {host_links() - baseline} link(s) over the "
+                             f"{baseline} of the start still there {timeout:.0f} s after a disconnect")
+        time.sleep(0.0002)
+    rtnl_barrier()
+    nft_barrier()
+    return time.perf_counter_ns() - t0
 
 
 # ---------------------------------------------------------------- numbers

@@ -27,8 +27,8 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "common"))
 from bench_common import (  # noqa: E402
-    RUN, SCRATCH, CallFailed, Stopped, host_facts, ms, netns_batch, on_term, sh, start_netloom_serve, stats,
-    stop_netloom_serve, timed, write,
+    RUN, SCRATCH, CallFailed, Stopped, become_subreaper, host_facts, host_links, ms, netns_batch, on_term, settle, sh,
+    start_netloom_serve, stats, stop_netloom_serve, timed, write,
 )
 
 IP = "/usr/sbin/ip" if os.path.exists("/usr/sbin/ip") else "/sbin/ip"
@@ -75,7 +75,7 @@ class Tool:
         self.publish = publish
         self.hostport = hostport
         self.status = "ok"
-        self.samples = {"connect": [], "disconnect": []}
+        self.samples = {"connect": [], "disconnect": [], "settle": []}
         self.notes = []
         self.verified = None
 
@@ -458,6 +458,12 @@ def scenario_pair(name, cfg, out):
     names = {t.key: [f"{t.key}-{i}" for i in range(warm + n)] for t in live}
     netns_batch("add", [s for v in names.values() for s in v])
 
+    # After each tool's disconnect the bench waits, untimed, until what the
+    # tool left to the kernel or to its background (a veth deletion holds
+    # the RTNL lock for its grace periods) is done; that wait is reported as
+    # "settle", and no tool is timed while another one's deletion runs.
+    baseline = host_links()
+    services = {t.proc.pid for t in live if getattr(t, "proc", None)}
     rng = random.Random(42)
     gc.disable()
     try:
@@ -480,9 +486,11 @@ def scenario_pair(name, cfg, out):
                     if hasattr(t, "before_disconnect"):
                         t.before_disconnect(sb)
                     d = t.disconnect(sb, i)
+                    w = settle(baseline, services)
                     if i >= warm:
                         t.samples["connect"].append(ms(c))
                         t.samples["disconnect"].append(ms(d))
+                        t.samples["settle"].append(ms(w))
                 except Stopped:
                     raise
                 except Exception as e:  # noqa: BLE001
@@ -505,7 +513,8 @@ def scenario_pair(name, cfg, out):
             entry = res["tools"].setdefault(t.key, {})
             entry.update(label=t.label, status=t.status, subnet=t.subnet, verified=t.verified,
                          firewall=t.firewall, notes=t.notes,
-                         connect=stats(t.samples["connect"]), disconnect=stats(t.samples["disconnect"]))
+                         connect=stats(t.samples["connect"]), disconnect=stats(t.samples["disconnect"]),
+                         settle=stats(t.samples["settle"]))
             if isinstance(t, Floor):
                 entry["connect_host_side_batch"] = stats(t.split["host_side"][warm:])
                 entry["connect_sandbox_side_batch"] = stats(t.split["sandbox_side"][warm:])
@@ -612,6 +621,7 @@ def worker(scenario, out):
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
     os.makedirs(SCRATCH, exist_ok=True)
+    become_subreaper()
     cfg = json.loads(os.environ["BENCH_CFG"])
     print(f"scenario {scenario} in throwaway host {os.readlink('/proc/self/ns/net')}", file=sys.stderr)
     if scenario == "scale":
@@ -672,9 +682,12 @@ def report(outdir, jsonfile=None):
             t = tools.get(key)
             if not t:
                 continue
-            for op in ("connect", "disconnect"):
+            for op in ("connect", "disconnect", "settle"):
                 st = t.get(op)
-                if st:
+                if st and op == "settle":
+                    print(f"{name:9} {t['label'][:34]:34} {op:10} {st['n']:>4} {st['median_ms']:>10.3f} "
+                          f"{st['p90_ms']:>9.3f}")
+                elif st:
                     r = ratio(st, base.get(op)) if key != "netloom" else None
                     rs = ratio(st, served.get(op)) if key not in ("netloom", "netloom_served") else None
                     print(f"{name:9} {t['label'][:34]:34} {op:10} {st['n']:>4} {st['median_ms']:>10.3f} "
@@ -704,6 +717,9 @@ def report(outdir, jsonfile=None):
     print("netloom disconnect returns once the endpoint is out of service (rules removed, sandbox end of the "
           "veth down and renamed); the veth's deletion, which blocks its sender 20-30 ms, is sent by a detached "
           "process (under `netloom serve`: a thread of the service) and finishes after")
+    print("settle = the untimed wait after a tool's disconnect until what it left behind is done (processes "
+          "it left exited, its links gone, the RTNL and nf_tables locks free with nothing queued), before the "
+          "next tool is timed; part of no timed number")
     print("netloom (CLI process) runs every call with NETLOOM_SERVICE=off: the process does all the work. "
           "netloom (CLI process, serve running) runs the same command line while `netloom serve` runs on the same "
           "state, with NETLOOM_SERVICE=require: each call is still a whole process, spawn to reap, which hands "
