@@ -49,7 +49,8 @@ pub use addr::{Address, AddressOptions};
 pub use error::{Error, ErrorKind, Result};
 pub use feature::supports_link_kind;
 pub use link::{
-    IpvlanMode, LinkSpec, MacvlanMode, VxlanSpec, DELETING_LINK_ALIAS, RETIRED_LINK_PREFIX,
+    IpvlanMode, LinkSpec, MacvlanMode, VxlanSpec, DELETING_LINK_ALIAS, DELETING_LINK_GROUP,
+    RETIRED_LINK_PREFIX,
 };
 pub use link_query::Link;
 pub use neigh::Neighbour;

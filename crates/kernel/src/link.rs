@@ -455,7 +455,9 @@ impl Netlink {
     /// link itself keeps its name (a rename costs an RCU grace period,
     /// which on some machines takes milliseconds) and gets the alias
     /// [`DELETING_LINK_ALIAS`], which tells it is on its way out
-    /// ([`crate::Link::being_deleted`]).
+    /// ([`crate::Link::being_deleted`]), and the group
+    /// [`DELETING_LINK_GROUP`]: the deletion sent is of that whole group,
+    /// so links marked meanwhile go in the same one.
     ///
     /// Returns `Ok(false)` if there is no such link.
     pub fn delete_link_in_background<'a>(
@@ -477,16 +479,36 @@ impl Netlink {
                 _ => {}
             }
         }
+        // A link of a kind (made through netlink, as every netloom link
+        // is) can go with its group; the kernel refuses a whole group's
+        // deletion if one link in it is a device of no kind.
+        let by_group = found.kind.is_some();
         let mut msg = link_ref_message(LinkRef::Index(found.index));
         msg.attributes
             .push(LinkAttribute::IfAlias(DELETING_LINK_ALIAS.to_owned()));
+        if by_group {
+            msg.attributes
+                .push(LinkAttribute::Group(DELETING_LINK_GROUP));
+        }
         match self.set_link(msg, || format!("mark {link} as being deleted")) {
             Err(e) if e.is_not_found() => return Ok(false),
             other => other?,
         }
-        let request = Netlink::unacknowledged_request(&RouteNetlinkMessage::DelLink(
-            link_ref_message(LinkRef::Index(found.index)),
-        ));
+        // Every link of the namespace marked so far goes in one deletion:
+        // the kernel's waits (a grace period, then the last users letting
+        // go) are paid once for all of them, where one deletion each would
+        // pay them every time and fall behind a burst of disconnects. A
+        // deletion that finds the group already gone does nothing.
+        let del = if by_group {
+            let mut group = LinkMessage::default();
+            group
+                .attributes
+                .push(LinkAttribute::Group(DELETING_LINK_GROUP));
+            group
+        } else {
+            link_ref_message(LinkRef::Index(found.index))
+        };
+        let request = Netlink::unacknowledged_request(&RouteNetlinkMessage::DelLink(del));
         if !crate::release::send_in_background(self.raw_fd(), &request) {
             match self.delete_link(found.index) {
                 Err(e) if !e.is_not_found() => return Err(e),
@@ -507,6 +529,12 @@ pub const RETIRED_LINK_PREFIX: &str = "nlx";
 /// The alias of a link whose deletion is under way
 /// (see [`Netlink::delete_link_in_background`]).
 pub const DELETING_LINK_ALIAS: &str = "netloom: being deleted";
+
+/// The link group of links whose deletion is under way (see
+/// [`Netlink::delete_link_in_background`]), deleted together: a group
+/// number far from the small ones people name in `/etc/iproute2/group`.
+/// Any link in it is deleted with them.
+pub const DELETING_LINK_GROUP: u32 = 0x6e6c_6465;
 
 /// One transmit and one receive queue, asked for as a veth end is made.
 ///

@@ -139,3 +139,55 @@ fn a_veth_deleted_in_the_background_is_out_of_service_at_once_and_gone_soon() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
 }
+
+#[test]
+fn veths_deleted_in_the_background_go_together_and_a_device_of_no_kind_never_holds_them_up() {
+    let host = host_or_skip!();
+    let (_ns, mut nl) = host_netlink(&host);
+    let sandbox = named_netns(&host, "sb");
+    let mut inside = netloom_kernel::Netlink::open_in(&sandbox).unwrap();
+    // A link nobody deletes, which must stay.
+    nl.create_veth(
+        &LinkSpec::new("keep0"),
+        &LinkSpec::new("keep1").netns(&sandbox),
+    )
+    .unwrap();
+    // `lo` has no kind: the kernel would refuse a group deletion holding
+    // it, so it must not join the group (and it cannot be deleted at all).
+    assert!(nl.delete_link_in_background("lo", None).unwrap());
+    let mut marked = Vec::new();
+    for round in 0..3 {
+        for i in 0..4 {
+            let (host_end, peer) = (format!("nlv-{round}{i}"), format!("eth{i}"));
+            nl.create_veth(
+                &LinkSpec::new(&host_end).up(),
+                &LinkSpec::new(&peer).netns(&sandbox),
+            )
+            .unwrap();
+            marked.push((
+                nl.link_index(&host_end).unwrap(),
+                inside.link_index(&peer).unwrap(),
+            ));
+            assert!(nl
+                .delete_link_in_background(host_end.as_str(), Some(&mut inside))
+                .unwrap());
+        }
+        // Every end of every pair goes, without anything else done here.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        for (host_end, peer) in &marked {
+            while nl.get_link(*host_end).unwrap().is_some()
+                || inside.get_link(*peer).unwrap().is_some()
+            {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "round {round}: veth {host_end}/{peer} was not deleted within 10 s"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        }
+    }
+    let lo = nl.get_link("lo").unwrap().expect("lo stays");
+    assert!(lo.being_deleted, "lo keeps the mark it was given: {lo:?}");
+    assert!(nl.get_link("keep0").unwrap().is_some(), "keep0 was deleted");
+    assert!(inside.get_link("keep1").unwrap().is_some(), "keep1 was deleted");
+}
