@@ -189,5 +189,8 @@ fn veths_deleted_in_the_background_go_together_and_a_device_of_no_kind_never_hol
     let lo = nl.get_link("lo").unwrap().expect("lo stays");
     assert!(lo.being_deleted, "lo keeps the mark it was given: {lo:?}");
     assert!(nl.get_link("keep0").unwrap().is_some(), "keep0 was deleted");
-    assert!(inside.get_link("keep1").unwrap().is_some(), "keep1 was deleted");
+    assert!(
+        inside.get_link("keep1").unwrap().is_some(),
+        "keep1 was deleted"
+    );
 }
