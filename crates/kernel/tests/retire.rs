@@ -7,6 +7,31 @@ use netloom_kernel::{LinkSpec, RETIRED_LINK_PREFIX};
 use netloom_testhost::host_or_skip;
 
 use common::{host_netlink, named_netns};
+use netloom_kernel::{Netlink, Netns};
+use netloom_testhost::Host;
+
+/// The test host's netlink, and a sandbox namespace "sb" with netlink in it.
+fn host_and_sandbox(host: &Host) -> (Netns, Netlink, Netns, Netlink) {
+    let (ns, nl) = host_netlink(host);
+    let sandbox = named_netns(host, "sb");
+    let inside = Netlink::open_in(&sandbox).unwrap();
+    (ns, nl, sandbox, inside)
+}
+
+/// Waits until both ends of every veth pair (host index, sandbox index)
+/// are gone; fails after 10 s.
+fn wait_gone(nl: &mut Netlink, inside: &mut Netlink, pairs: &[(u32, u32)], what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for &(host_end, peer) in pairs {
+        while nl.get_link(host_end).unwrap().is_some() || inside.get_link(peer).unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: veth {host_end}/{peer} was not deleted within 10 s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
 
 #[test]
 fn a_retired_link_is_down_renamed_and_its_name_is_free() {
@@ -74,9 +99,7 @@ fn a_veth_end_names_the_namespace_of_its_peer() {
 #[test]
 fn a_veth_deleted_in_the_background_is_out_of_service_at_once_and_gone_soon() {
     let host = host_or_skip!();
-    let (_ns, mut nl) = host_netlink(&host);
-    let sandbox = named_netns(&host, "sb");
-    let mut inside = netloom_kernel::Netlink::open_in(&sandbox).unwrap();
+    let (_ns, mut nl, sandbox, mut inside) = host_and_sandbox(&host);
     let mut times = Vec::new();
     for round in 0..5 {
         nl.create_veth(
@@ -104,14 +127,12 @@ fn a_veth_deleted_in_the_background_is_out_of_service_at_once_and_gone_soon() {
             assert!(!left.lower_up, "round {round}: {left:?} has no carrier");
         }
         // And both ends are gone soon after, without anything else done here.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while nl.get_link(index).unwrap().is_some() || inside.get_link(peer).unwrap().is_some() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: the retired veth was not deleted within 10 s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
+        wait_gone(
+            &mut nl,
+            &mut inside,
+            &[(index, peer)],
+            &format!("round {round}"),
+        );
     }
     // A plain deletion blocks 20-30 ms here; this must not.
     times.sort();
@@ -143,9 +164,7 @@ fn a_veth_deleted_in_the_background_is_out_of_service_at_once_and_gone_soon() {
 #[test]
 fn veths_deleted_in_the_background_go_together_and_a_device_of_no_kind_never_holds_them_up() {
     let host = host_or_skip!();
-    let (_ns, mut nl) = host_netlink(&host);
-    let sandbox = named_netns(&host, "sb");
-    let mut inside = netloom_kernel::Netlink::open_in(&sandbox).unwrap();
+    let (_ns, mut nl, sandbox, mut inside) = host_and_sandbox(&host);
     // A link nobody deletes, which must stay.
     nl.create_veth(
         &LinkSpec::new("keep0"),
@@ -173,18 +192,7 @@ fn veths_deleted_in_the_background_go_together_and_a_device_of_no_kind_never_hol
                 .unwrap());
         }
         // Every end of every pair goes, without anything else done here.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        for (host_end, peer) in &marked {
-            while nl.get_link(*host_end).unwrap().is_some()
-                || inside.get_link(*peer).unwrap().is_some()
-            {
-                assert!(
-                    std::time::Instant::now() < deadline,
-                    "round {round}: veth {host_end}/{peer} was not deleted within 10 s"
-                );
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-        }
+        wait_gone(&mut nl, &mut inside, &marked, &format!("round {round}"));
     }
     let lo = nl.get_link("lo").unwrap().expect("lo stays");
     assert!(lo.being_deleted, "lo keeps the mark it was given: {lo:?}");
