@@ -63,19 +63,22 @@ pub fn run(cli: Cli) -> Result<ExitCode, EngineError> {
 }
 
 pub(crate) fn print_json(v: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).expect("JSON values serialise")
-    );
+    write_json(&mut std::io::stdout().lock(), v).expect("failed printing to stdout");
 }
 
-/// [`print_json`] to any writer.
+/// Writes `v` as pretty JSON and a newline ([`print_json`]: to stdout).
 pub(crate) fn write_json(out: &mut dyn std::io::Write, v: &Value) -> std::io::Result<()> {
     writeln!(
         out,
         "{}",
         serde_json::to_string_pretty(v).expect("JSON values serialise")
     )
+}
+
+/// The line a failed command prints on stderr, whether it did the work
+/// itself or `netloom serve` did it for it.
+pub(crate) fn error_line(e: impl std::fmt::Display) -> String {
+    format!("netloom: error: {e}")
 }
 
 fn network_json(net: &Network, allocations: Option<&[Allocation]>) -> Value {

@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("netloom: error: {e}");
+            eprintln!("{}", commands::error_line(&e));
             ExitCode::FAILURE
         }
     }

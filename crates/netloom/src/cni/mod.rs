@@ -183,8 +183,13 @@ fn forward(stdin: &[u8]) -> Option<ExitCode> {
     }
     let conf = NetConf::parse(stdin).ok()?;
     let state_dir = conf.state_dir().ok()?;
+    // This process answers with the error itself.
+    let fail = |e: CniError| {
+        let (out, code) = render(Err(e), stdin);
+        Some(emit(&out, code))
+    };
     let refuse = |why: String| {
-        let e = CniError::new(
+        fail(CniError::new(
             code::TRY_AGAIN,
             format!(
                 "{}=require: CNI_COMMAND={command} is not served by `netloom serve` of {}: {why}; start it, or unset {}",
@@ -192,9 +197,7 @@ fn forward(stdin: &[u8]) -> Option<ExitCode> {
                 state_dir.display(),
                 crate::service::MODE_ENV
             ),
-        );
-        let (out, code) = render(Err(e), stdin);
-        Some(emit(&out, code))
+        ))
     };
     let netns_relative = config::var("CNI_NETNS").is_some_and(|n| !n.starts_with('/'));
     let why_not = if !state_dir.is_absolute() {
@@ -228,9 +231,6 @@ fn forward(stdin: &[u8]) -> Option<ExitCode> {
         Outcome::Done(output) => Some(output.print()),
         Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
         Outcome::NotServed(_) => None,
-        Outcome::Lost(why) => {
-            let (out, code) = render(Err(CniError::new(code::KERNEL, why)), stdin);
-            Some(emit(&out, code))
-        }
+        Outcome::Lost(why) => fail(CniError::new(code::KERNEL, why)),
     }
 }

@@ -133,15 +133,18 @@ fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
     };
     let refuse = |why: String| {
         eprintln!(
-            "netloom: error: {MODE_ENV}=require: this command is not served by `netloom serve` of {}: {why}; start `netloom serve` there, or unset {MODE_ENV}",
-            state_dir.display()
+            "{}",
+            crate::commands::error_line(format_args!(
+                "{MODE_ENV}=require: this command is not served by `netloom serve` of {}: {why}; start `netloom serve` there, or unset {MODE_ENV}",
+                state_dir.display()
+            ))
         );
         Some(ExitCode::FAILURE)
     };
     let mode = match Mode::from_env() {
         Ok(m) => m,
         Err(why) => {
-            eprintln!("netloom: error: {why}");
+            eprintln!("{}", crate::commands::error_line(why));
             return Some(ExitCode::FAILURE);
         }
     };
@@ -165,7 +168,7 @@ fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
         Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
         Outcome::NotServed(_) => None,
         Outcome::Lost(why) => {
-            eprintln!("netloom: error: {why}");
+            eprintln!("{}", crate::commands::error_line(why));
             Some(ExitCode::FAILURE)
         }
     }

@@ -290,7 +290,7 @@ fn cli_job(
         Ok(()) => (out, Vec::new(), 0, Keep::Yes),
         Err(e) => {
             let mut err = Vec::new();
-            let _ = writeln!(err, "netloom: error: {e}");
+            let _ = writeln!(err, "{}", crate::commands::error_line(&e));
             let keep = if e.model().is_some() {
                 Keep::Yes
             } else {
