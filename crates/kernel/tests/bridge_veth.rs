@@ -86,6 +86,12 @@ fn bridge_and_veth_pairs_carry_traffic() {
         links.iter().all(|l| l.name != "eth0"),
         "a peer landed in the host"
     );
+    // The bridge floods multicast instead of snooping it.
+    let snooping = host.enter(|| {
+        std::fs::read_to_string("/sys/class/net/br0/bridge/multicast_snooping")
+            .expect("br0's multicast_snooping in sysfs")
+    });
+    assert_eq!(snooping.trim(), "0", "br0 snoops multicast");
 
     // Read back the sandbox side.
     let eth = in_a.get_link("eth0").unwrap().expect("eth0 in a");
