@@ -2,6 +2,7 @@
 //! config, compared with the config on every later one, and the state lock
 //! that makes concurrent plugin processes agree.
 
+use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::net::IpAddr;
 use std::path::Path;
@@ -184,7 +185,9 @@ pub fn pick_in_ranges(
         if allocs.is_none() {
             allocs = Some(engine.allocations(&net.name)?);
         }
-        let taken: Vec<u128> = allocs
+        // A set: the scan below looks up every address it passes, and a
+        // range's low end fills first.
+        let taken: HashSet<u128> = allocs
             .as_ref()
             .expect("just read")
             .iter()
