@@ -349,7 +349,9 @@ class Floor(Tool):
         self.split = {"host_side": [], "sandbox_side": []}
 
     def setup(self):
-        sh(["ip", "-batch", "-"], input=f"link add flbr0 type bridge\naddr add {self.gateway}/16 dev flbr0\n"
+        # The same bridge as netloom's: no multicast snooping.
+        sh(["ip", "-batch", "-"], input=f"link add flbr0 type bridge mcast_snooping 0\n"
+                                        f"addr add {self.gateway}/16 dev flbr0\n"
                                         "link set flbr0 up\n")
 
     def prepare(self, sb, k):
