@@ -10,19 +10,16 @@ use netloom_model::{Allocation, Lease, Mode, NetworkRequest, Policy};
 use netloom_store::{SqliteStore, Store, StoreError};
 
 mod common;
-use common::TempDir;
+use common::{null_net, TempDir};
 
 /// Owners with the addresses they ask for, as `allocate_many` takes them.
 type Requests<'a> = Vec<(&'a str, &'a [IpAddr])>;
 
 fn net(name: &str, subnets: &[&str], policy: Policy, mode: Mode) -> NetworkRequest {
     NetworkRequest {
-        name: name.into(),
-        driver: "null".into(),
-        subnets: subnets.iter().map(|s| s.to_string()).collect(),
         ipam_policy: policy,
         mode,
-        ..Default::default()
+        ..null_net(name, subnets)
     }
 }
 

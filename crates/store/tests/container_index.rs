@@ -3,21 +3,11 @@
 //! expression (schema version 2), in databases made now and in ones a
 //! version-1 netloom made, which get the index when opened.
 
-use netloom_model::{Endpoint, EndpointState, Mode, NetworkRequest};
+use netloom_model::{Endpoint, EndpointState};
 use netloom_store::{SqliteStore, Store};
 
 mod common;
-use common::TempDir;
-
-fn net(name: &str, subnet: &str) -> NetworkRequest {
-    NetworkRequest {
-        name: name.into(),
-        driver: "null".into(),
-        subnets: vec![subnet.into()],
-        mode: Mode::Shared,
-        ..Default::default()
-    }
-}
+use common::{null_net, TempDir};
 
 fn endpoint(network: &str, n: u64, container: Option<&str>) -> Endpoint {
     Endpoint {
@@ -40,7 +30,7 @@ fn endpoint(network: &str, n: u64, container: Option<&str>) -> Endpoint {
 /// without a container id.
 fn fill(store: &mut SqliteStore) {
     for (name, subnet) in [("web", "10.1.0.0/24"), ("db", "10.2.0.0/24")] {
-        store.create_network(&net(name, subnet)).unwrap();
+        store.create_network(&null_net(name, &[subnet])).unwrap();
         let base = if name == "web" { 0 } else { 100 };
         for i in 0..10 {
             let ep = endpoint(name, base + i, Some(&format!("c{i}")));

@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use netloom_model::{Mode, NetworkRequest, Policy};
+use netloom_model::{NetworkRequest, Policy};
 use netloom_store::{LabState, LabStore, NewLab, ProcessId, SqliteStore, Store, StoredPlan};
 
 mod common;
-use common::TempDir;
+use common::{null_net, TempDir};
 
 fn plan() -> StoredPlan {
     StoredPlan {
@@ -33,12 +33,8 @@ fn begin(labs: &mut LabStore, name: &str) -> u32 {
 
 fn net(name: &str, subnet: &str) -> NetworkRequest {
     NetworkRequest {
-        name: name.into(),
-        driver: "null".into(),
-        subnets: vec![subnet.into()],
         ipam_policy: Policy::Lowest,
-        mode: Mode::Shared,
-        ..Default::default()
+        ..null_net(name, &[subnet])
     }
 }
 

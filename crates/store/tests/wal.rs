@@ -5,20 +5,17 @@
 //! never grows without one. In memory (tmpfs) the closing connection folds
 //! it in every time, so no process has to read it back.
 
-use netloom_model::{Mode, NetworkRequest};
+use netloom_model::NetworkRequest;
 use netloom_store::{SqliteStore, Store};
 
 mod common;
-use common::TempDir;
+use common::{null_net, TempDir};
 
 fn net(i: usize) -> NetworkRequest {
-    NetworkRequest {
-        name: format!("n{i}"),
-        driver: "null".into(),
-        subnets: vec![format!("10.{}.{}.0/24", i / 250, i % 250)],
-        mode: Mode::Shared,
-        ..Default::default()
-    }
+    null_net(
+        &format!("n{i}"),
+        &[&format!("10.{}.{}.0/24", i / 250, i % 250)],
+    )
 }
 
 /// Whether `dir` is on tmpfs.

@@ -1,5 +1,5 @@
 //! A temporary directory removed on drop (on tmpfs when there is one, or
-//! on a disk when asked).
+//! on a disk when asked), and the network requests the tests store.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -52,5 +52,18 @@ impl TempDir {
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A shared-mode network of the `null` driver (nothing in the kernel) on
+/// `subnets`, every other setting at its default.
+#[allow(dead_code)] // not every test file makes networks this way
+pub fn null_net(name: &str, subnets: &[&str]) -> netloom_model::NetworkRequest {
+    netloom_model::NetworkRequest {
+        name: name.into(),
+        driver: "null".into(),
+        subnets: subnets.iter().map(|s| s.to_string()).collect(),
+        mode: netloom_model::Mode::Shared,
+        ..Default::default()
     }
 }
