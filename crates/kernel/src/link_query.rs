@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::link::link_ref_message;
 use crate::netns::Netns;
 use crate::socket::Netlink;
-use crate::types::{LinkRef, MacAddr};
+use crate::types::{check_ifname, LinkRef, MacAddr};
 
 /// A link as the kernel reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,15 +104,43 @@ impl Netlink {
         }
     }
 
-    /// The index of the link named `name`; a not-found error if none.
+    /// The index of the link named `name` (or having it as an alternative
+    /// name); a not-found error if none.
+    ///
+    /// Asked with the `SIOCGIFINDEX` ioctl on this socket, which the kernel
+    /// answers from its name hash in the socket's namespace, the same
+    /// lookup an `RTM_GETLINK` by name makes. The netlink request also has
+    /// the kernel describe the whole link and this side decode it: for a
+    /// bridge that was about a tenth of a millisecond per lookup, which
+    /// every connect made twice (the bridge on the host, the new interface
+    /// in the sandbox).
     pub fn link_index(&mut self, name: &str) -> Result<u32> {
-        match self.get_link(name)? {
-            Some(link) => Ok(link.index),
-            None => Err(Error::new(
-                format!("find link {name:?} in {}", self.netns_label()),
-                ErrorKind::NotFound,
-            )),
+        let action = || format!("find link {name:?} in {}", self.netns_label());
+        check_ifname(name).map_err(|why| Error::invalid(action(), why))?;
+        // SAFETY: `ifreq` is plain old data, for which zero is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (to, from) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *to = *from as libc::c_char;
         }
+        // SAFETY: the fd is this socket's; the kernel reads the
+        // NUL-terminated name (at most 15 bytes, checked above, so the
+        // last byte stays 0) and writes only the index into `req`.
+        let rc = unsafe { libc::ioctl(self.raw_fd(), libc::SIOCGIFINDEX, &mut req) };
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ENODEV) => Error::new(action(), ErrorKind::NotFound),
+                _ => Error::io(action(), err),
+            });
+        }
+        // SAFETY: on success the kernel has set the index member.
+        let index = unsafe { req.ifr_ifru.ifru_ifindex };
+        u32::try_from(index).map_err(|_| {
+            Error::new(
+                action(),
+                ErrorKind::Protocol(format!("kernel gave index {index}")),
+            )
+        })
     }
 
     /// The id this socket's namespace gives to namespace `ns`, if it has

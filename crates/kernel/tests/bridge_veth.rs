@@ -30,6 +30,9 @@ fn bridge_and_veth_pairs_carry_traffic() {
     nl.create_bridge(&LinkSpec::new("br0").mtu(1400).up())
         .unwrap();
     let br = nl.link_index("br0").unwrap();
+    // The ioctl lookup names the link the kernel describes by name.
+    assert_eq!(Some(br), nl.get_link("br0").unwrap().map(|l| l.index));
+    assert_eq!(nl.link_index("lo").unwrap(), 1);
     nl.add_address(br, p("10.77.0.1/24"), AddressOptions::default())
         .unwrap();
     nl.add_address(br, p("fd77::1/64"), AddressOptions::nodad())
@@ -56,6 +59,9 @@ fn bridge_and_veth_pairs_carry_traffic() {
     let mut in_b = netloom_kernel::Netlink::open_in(&ns_b).unwrap();
     let eth_a = in_a.link_index("eth0").unwrap();
     let eth_b = in_b.link_index("eth0").unwrap();
+    // Looked up in each sandbox's own namespace: the host ends' peers.
+    assert_eq!(nl.get_link("va").unwrap().unwrap().parent, Some(eth_a));
+    assert_eq!(nl.get_link("vb").unwrap().unwrap().parent, Some(eth_b));
     for (nl, eth, last) in [(&mut in_a, eth_a, 2), (&mut in_b, eth_b, 3)] {
         let lo = nl.link_index("lo").unwrap();
         nl.set_up(lo, true).unwrap();
@@ -278,6 +284,15 @@ fn link_settings_change_and_read_back() {
     );
     let err = nl.link_index("nosuch").unwrap_err();
     assert!(err.is_not_found());
+    assert!(
+        err.to_string().starts_with("find link \"nosuch\" in "),
+        "{err}"
+    );
+    let err = nl.link_index("a-name-of-16-byt").unwrap_err();
+    assert!(
+        matches!(err.kind(), netloom_kernel::ErrorKind::InvalidInput(_)),
+        "{err}"
+    );
 
     // Moving a link to another namespace.
     nl.delete_link("vx").unwrap();
