@@ -112,12 +112,32 @@ impl<T> Ctx<T> for rusqlite::Result<T> {
     }
 }
 
-/// 64 random hex digits (ids of networks and endpoints).
+/// 64 random hex digits (ids of networks and endpoints), from the
+/// kernel's random source by `getrandom(2)`: one system call, where
+/// reading `/dev/urandom` took three and a path lookup.
 pub fn random_id() -> Result<String, std::io::Error> {
-    use std::io::Read;
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    let mut filled = 0;
+    while filled < bytes.len() {
+        let rest = &mut bytes[filled..];
+        // SAFETY: the kernel writes at most `rest.len()` bytes into `rest`.
+        let n = unsafe { nix::libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n < 0 {
+            let err = std::io::Error::last_os_error();
+            if err.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(err);
+        }
+        filled += n as usize;
+    }
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut id = String::with_capacity(64);
+    for b in bytes {
+        id.push(HEX[usize::from(b >> 4)] as char);
+        id.push(HEX[usize::from(b & 15)] as char);
+    }
+    Ok(id)
 }
 
 /// Makes `conn` wait for a lock another process holds, for up to about
@@ -1092,5 +1112,25 @@ impl Store for SqliteStore {
             network,
             container_id,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::random_id;
+
+    #[test]
+    fn random_ids_are_64_lowercase_hex_digits_and_differ() {
+        let a = random_id().unwrap();
+        let b = random_id().unwrap();
+        for id in [&a, &b] {
+            assert_eq!(id.len(), 64, "{id}");
+            assert!(
+                id.bytes()
+                    .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)),
+                "{id}"
+            );
+        }
+        assert_ne!(a, b);
     }
 }
