@@ -58,6 +58,12 @@ impl Engine {
         }
     }
 
+    /// Housekeeping between commands for an engine kept open across many
+    /// (the service's): see [`netloom_store::Store::tidy`].
+    pub fn tidy(&mut self) {
+        self.store.tidy();
+    }
+
     pub fn state_dir(&self) -> &Path {
         &self.state_dir
     }

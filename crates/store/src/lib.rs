@@ -27,6 +27,10 @@ pub trait Store {
     /// A network by name or id.
     fn network(&mut self, name_or_id: &str) -> Result<Network, StoreError>;
     fn networks(&mut self) -> Result<Vec<Network>, StoreError>;
+    /// Housekeeping for a holder that keeps the store open across many
+    /// commands, run between them (off any caller's clock). Never fails:
+    /// what it cannot do now it does on a later call.
+    fn tidy(&mut self) {}
     /// Removes a network. While owners hold addresses on it, refuses
     /// (naming them) unless `force`, which releases them too.
     fn remove_network(&mut self, name_or_id: &str, force: bool) -> Result<Network, StoreError>;

@@ -97,3 +97,42 @@ fn in_memory_every_close_folds_the_log_in() {
     let mut store = SqliteStore::open(dir.path()).unwrap();
     assert_eq!(store.networks().unwrap().len(), 22);
 }
+
+/// A connection kept open across many commands (the service's) that
+/// tidies between them: the log is folded in every so many transactions
+/// and then rewritten from its start, so it stays small. The same work
+/// without tidying lets it grow with every transaction.
+#[test]
+fn a_connection_kept_open_keeps_the_log_small_when_it_tidies() {
+    fn churn(tidy: bool) -> (u64, u64) {
+        let dir = TempDir::new("wal-kept");
+        let mut store = SqliteStore::open(dir.path()).unwrap();
+        store
+            .create_network(&null_net("kept", &["10.9.0.0/16"]))
+            .unwrap();
+        let mut max = 0;
+        for i in 0..400 {
+            let owner = format!("owner-{i}");
+            store.allocate("kept", &owner, &[]).unwrap();
+            store.release("kept", &owner).unwrap();
+            if tidy {
+                store.tidy();
+            }
+            max = max.max(dir.wal_len());
+        }
+        // Every write is still there for another connection.
+        let mut other = SqliteStore::open(dir.path()).unwrap();
+        let net = other.network("kept").unwrap();
+        assert_eq!(net.name, "kept");
+        (max, dir.wal_len())
+    }
+    let (max, _) = churn(true);
+    eprintln!("tidied: largest log {max} bytes");
+    assert!(max < 1 << 20, "tidied, the log still grew to {max} bytes");
+    let (_, end) = churn(false);
+    eprintln!("untidied: log {end} bytes at the end");
+    assert!(
+        end > 2 << 20,
+        "untidied, 800 transactions left only {end} bytes of log: the bound above proves nothing"
+    );
+}

@@ -256,6 +256,15 @@ fn become_worker() {
     WORKER.with(|w| w.set(true));
 }
 
+/// Housekeeping on the engine this worker keeps, once a reply is sent.
+fn tidy_kept_engine() {
+    KEPT.with(|k| {
+        if let Some(engine) = k.borrow_mut().as_mut() {
+            engine.tidy();
+        }
+    });
+}
+
 /// Drops the engine this worker keeps (after a request that failed).
 fn forget_kept_engine() {
     KEPT.with(|k| k.borrow_mut().take());

@@ -23,8 +23,8 @@ use netloom_engine::model::ModelError;
 use netloom_engine::EngineError;
 
 use super::{
-    become_worker, collect_log, engine, forget_kept_engine, read_frame, socket_path, write_frame,
-    Identity, Job, Output, Reply, Request,
+    become_worker, collect_log, engine, forget_kept_engine, read_frame, socket_path,
+    tidy_kept_engine, write_frame, Identity, Job, Output, Reply, Request,
 };
 
 /// The longest a socket path may be (`sun_path` holds 108 bytes with its NUL).
@@ -210,6 +210,9 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
     if let Some(reply) = reply {
         let _ = write_frame(&mut stream, &reply);
     }
+    // The caller has its answer: what is left is off its clock.
+    drop(stream);
+    tidy_kept_engine();
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
 }
 
