@@ -74,18 +74,22 @@ impl Netlink {
         Netlink::open_labelled("current netns".into())
     }
 
-    /// Opens a socket inside `ns` (created on a short-lived thread there).
+    /// Opens a socket inside `ns`.
     pub fn open_in(ns: &Netns) -> Result<Netlink> {
         Netlink::open_in_with_sysctls(ns, &[])
     }
 
     /// Opens a socket inside `ns` and, on the same trip into it, writes
-    /// network sysctls there (keys as for [`Netns::write_sysctls`]): one
-    /// thread instead of two. Nothing is opened if a write fails; the
-    /// writes before it stay.
+    /// network sysctls there (keys as for [`Netns::write_sysctls`]).
+    /// Nothing is opened if a write fails; the writes before it stay.
+    ///
+    /// The calling thread goes into `ns` for these system calls only and
+    /// comes straight back ([`crate::netns::briefly_inside`]); the socket
+    /// keeps the namespace it was made in.
     pub fn open_in_with_sysctls(ns: &Netns, settings: &[(&str, &str)]) -> Result<Netlink> {
         let paths = crate::sysctl::sysctl_paths(settings, ns.label())?;
-        ns.run(|| {
+        let action = || format!("enter {}", ns.label());
+        crate::netns::briefly_inside(ns, &action, || {
             crate::sysctl::write_opened_here(settings, &paths, ns.label())?;
             Netlink::open_labelled(ns.label().to_owned())
         })?

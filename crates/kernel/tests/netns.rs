@@ -197,7 +197,13 @@ fn a_socket_opened_with_sysctls_writes_them_in_its_namespace_only() {
         "a fresh namespace accepts router advertisements"
     );
 
+    let home = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     let mut nl = Netlink::open_in_with_sysctls(&a, &[(key, "0")]).unwrap();
+    // The calling thread went in for the writes and the socket, and is back.
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        home
+    );
     assert_eq!(a.read_sysctl(key).unwrap(), "0");
     assert_eq!(b.read_sysctl(key).unwrap(), before);
     // The socket is in `a`: a link made through it shows up there only.
@@ -220,5 +226,10 @@ fn a_socket_opened_with_sysctls_writes_them_in_its_namespace_only() {
     assert!(
         err.to_string().contains("nosuch") && err.to_string().contains("netns \"wb\""),
         "{err}"
+    );
+    // Also after a failed write.
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        home
     );
 }
