@@ -1,4 +1,8 @@
 //! The `netloom` binary: parse, call the engine, print.
+//!
+//! The entry point is netloom's own [`main`], not Rust's start-up (see there).
+
+#![cfg_attr(not(test), no_main)]
 
 mod cli;
 mod cni;
@@ -10,6 +14,7 @@ mod run;
 mod service;
 
 use clap::Parser;
+use nix::libc;
 use service::client::Line;
 use std::process::ExitCode;
 
@@ -32,7 +37,61 @@ fn init_logging(verbose: u8, ansi: bool) {
         .init();
 }
 
-fn main() -> ExitCode {
+/// The process's entry point, called by the C library's start-up with the
+/// arguments already in place for `std::env::args`.
+///
+/// Rust's own start-up is left out: for the main thread it reads and
+/// parses `/proc/self/maps` to find its stack's guard page, and sets up an
+/// alternate signal stack and handlers to report a stack overflow. A served
+/// connect is a whole process of about a millisecond, and that start-up was
+/// some 0.05 ms of it (a command that only asks for the service: 0.29 ms
+/// of CPU with it, 0.24 without, in three alternating runs of 400). What
+/// else it did is done here: SIGPIPE is ignored (a write to a closed pipe
+/// is an error, not death), standard descriptors found closed are opened
+/// on `/dev/null` (so no socket or file opened later takes their number),
+/// a panic ends with exit code 101, and `std::process::exit` flushes
+/// stdout. A stack overflow of the main thread is a plain SIGSEGV, without
+/// the message.
+#[cfg(not(test))]
+#[no_mangle]
+pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
+    entry()
+}
+
+/// Under `cargo test` the test harness is the entry point.
+#[cfg(test)]
+fn main() {
+    entry()
+}
+
+fn entry() -> ! {
+    // SAFETY: a signal disposition, and a poll of three descriptors
+    // followed by opens only for those that are closed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+        let mut fds = [0, 1, 2].map(|fd| libc::pollfd {
+            fd,
+            events: 0,
+            revents: 0,
+        });
+        if libc::poll(fds.as_mut_ptr(), 3, 0) >= 0 {
+            for p in fds.iter().filter(|p| p.revents & libc::POLLNVAL != 0) {
+                let fd = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if fd != p.fd {
+                    libc::abort();
+                }
+            }
+        }
+    }
+    let code = std::panic::catch_unwind(netloom_main).unwrap_or(ExitCode::from(101));
+    // `ExitCode` gives its number only by comparison.
+    let code = (0..=u8::MAX)
+        .find(|&n| ExitCode::from(n) == code)
+        .unwrap_or(1);
+    std::process::exit(i32::from(code))
+}
+
+fn netloom_main() -> ExitCode {
     // Started by a container runtime as a CNI plugin: speak only CNI.
     if std::env::var_os("CNI_COMMAND").is_some() {
         return cni::main();

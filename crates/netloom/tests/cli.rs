@@ -374,3 +374,22 @@ fn help_teaches() {
         assert!(create.contains(word), "network create --help lacks {word}");
     }
 }
+
+/// netloom starts without Rust's own start-up code (see its `main`); what
+/// it keeps of it holds: a write to a pipe nobody reads is an error, not
+/// death by SIGPIPE. (Closed standard descriptors: `service.rs`.)
+#[test]
+fn a_write_to_a_closed_pipe_is_an_error_not_a_signal() {
+    use std::os::unix::process::ExitStatusExt;
+    let s = State::new("sigpipe");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let status = Command::new(env!("CARGO_BIN_EXE_netloom"))
+        .env("NETLOOM_STATE_DIR", &s.0)
+        .args(["network", "ls"])
+        .stdout(writer)
+        .status()
+        .unwrap();
+    assert_eq!(status.signal(), None, "killed by a signal: {status}");
+    assert!(!status.success(), "a write to a closed pipe went unnoticed");
+}
