@@ -1,7 +1,7 @@
 //! The command's side: hand the work to `netloom serve` when one serves
 //! the state directory, else say why not.
 
-use std::io;
+use std::io::{self, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,6 +55,17 @@ pub enum Outcome {
 /// Sends `job` to the service of `state_dir`.
 pub fn ask(state_dir: &Path, job: Job) -> Outcome {
     let socket = socket_path(state_dir);
+    // Read before connecting, so the request follows the connection at
+    // once: the service's worker, woken by the connection, then finds it
+    // already there instead of going back to sleep until it comes.
+    let identity = match Identity::of_this_process() {
+        Ok(i) => i,
+        Err(e) => return Outcome::NotServed(format!("cannot read this process's identity: {e}")),
+    };
+    let mut frame = Vec::new();
+    if let Err(e) = write_frame(&mut frame, &Request { identity, job }) {
+        return Outcome::NotServed(format!("cannot encode the request: {e}"));
+    }
     let mut stream = match UnixStream::connect(&socket) {
         Ok(s) => s,
         Err(e)
@@ -72,11 +83,7 @@ pub fn ask(state_dir: &Path, job: Job) -> Outcome {
             return Outcome::NotServed(format!("cannot connect to {}: {e}", socket.display()))
         }
     };
-    let identity = match Identity::of_this_process() {
-        Ok(i) => i,
-        Err(e) => return Outcome::NotServed(format!("cannot read this process's identity: {e}")),
-    };
-    if let Err(e) = write_frame(&mut stream, &Request { identity, job }) {
+    if let Err(e) = stream.write_all(&frame) {
         return Outcome::NotServed(format!(
             "the service on {} did not take the request: {e}",
             socket.display()
