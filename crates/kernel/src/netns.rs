@@ -11,7 +11,7 @@
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -199,14 +199,9 @@ impl Netns {
 
     /// The namespace's inode number: equal for two handles to one namespace.
     pub fn inode(&self) -> Result<u64> {
-        let file = File::from(
-            self.fd
-                .try_clone()
-                .map_err(|e| Error::io(format!("duplicate fd of {}", self.label), e))?,
-        );
-        file.metadata()
-            .map(|m| m.ino())
-            .map_err(|e| Error::io(format!("stat {}", self.label), e))
+        nix::sys::stat::fstat(self.fd.as_fd())
+            .map(|st| st.st_ino)
+            .map_err(|e| Error::nix(format!("stat {}", self.label), e))
     }
 
     /// Another handle to the same namespace.
