@@ -178,8 +178,8 @@ impl Engine {
     /// The MAC address of a link in the namespace netloom runs in (the
     /// host end of an endpoint), read on the engine's own socket.
     pub fn host_link_mac(&mut self, name: &str) -> Option<String> {
-        let link = self.kernel.host().ok()?.get_link(name).ok()??;
-        link.mac.map(|m| m.to_string())
+        let mac = self.kernel.host().ok()?.link_mac(name).ok()??;
+        Some(mac.to_string())
     }
 
     /// Makes a named sandbox (a network namespace under /run/netns, which

@@ -116,23 +116,7 @@ impl Netlink {
     /// in the sandbox).
     pub fn link_index(&mut self, name: &str) -> Result<u32> {
         let action = || format!("find link {name:?} in {}", self.netns_label());
-        check_ifname(name).map_err(|why| Error::invalid(action(), why))?;
-        // SAFETY: `ifreq` is plain old data, for which zero is valid.
-        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
-        for (to, from) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
-            *to = *from as libc::c_char;
-        }
-        // SAFETY: the fd is this socket's; the kernel reads the
-        // NUL-terminated name (at most 15 bytes, checked above, so the
-        // last byte stays 0) and writes only the index into `req`.
-        let rc = unsafe { libc::ioctl(self.raw_fd(), libc::SIOCGIFINDEX, &mut req) };
-        if rc < 0 {
-            let err = std::io::Error::last_os_error();
-            return Err(match err.raw_os_error() {
-                Some(libc::ENODEV) => Error::new(action(), ErrorKind::NotFound),
-                _ => Error::io(action(), err),
-            });
-        }
+        let req = self.ask_by_name(name, libc::SIOCGIFINDEX, &action)?;
         // SAFETY: on success the kernel has set the index member.
         let index = unsafe { req.ifr_ifru.ifru_ifindex };
         u32::try_from(index).map_err(|_| {
@@ -141,6 +125,59 @@ impl Netlink {
                 ErrorKind::Protocol(format!("kernel gave index {index}")),
             )
         })
+    }
+
+    /// The MAC address of the Ethernet-type link named `name` (a veth, a
+    /// bridge, a macvlan), or `None` for another type (loopback, a tunnel);
+    /// a not-found error if there is no such link. Asked with the
+    /// `SIOCGIFHWADDR` ioctl, for the reason given at [`Netlink::link_index`].
+    pub fn link_mac(&mut self, name: &str) -> Result<Option<MacAddr>> {
+        let action = || {
+            format!(
+                "read the MAC address of link {name:?} in {}",
+                self.netns_label()
+            )
+        };
+        let req = self.ask_by_name(name, libc::SIOCGIFHWADDR, &action)?;
+        // SAFETY: on success the kernel has set the hardware address member.
+        let hw = unsafe { req.ifr_ifru.ifru_hwaddr };
+        if hw.sa_family != libc::ARPHRD_ETHER {
+            return Ok(None);
+        }
+        let mut mac = [0u8; 6];
+        for (to, from) in mac.iter_mut().zip(hw.sa_data) {
+            *to = from as u8;
+        }
+        Ok(Some(MacAddr(mac)))
+    }
+
+    /// Sends the `ifreq` ioctl `request` about link `name` on this socket,
+    /// which the kernel answers in the socket's namespace; a not-found
+    /// error if there is no such link.
+    fn ask_by_name(
+        &self,
+        name: &str,
+        request: libc::Ioctl,
+        action: &dyn Fn() -> String,
+    ) -> Result<libc::ifreq> {
+        check_ifname(name).map_err(|why| Error::invalid(action(), why))?;
+        // SAFETY: `ifreq` is plain old data, for which zero is valid.
+        let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+        for (to, from) in req.ifr_name.iter_mut().zip(name.as_bytes()) {
+            *to = *from as libc::c_char;
+        }
+        // SAFETY: the fd is this socket's; the kernel reads the
+        // NUL-terminated name (at most 15 bytes, checked above, so the
+        // last byte stays 0) and writes only into `req`.
+        let rc = unsafe { libc::ioctl(self.raw_fd(), request, &mut req) };
+        if rc < 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(match err.raw_os_error() {
+                Some(libc::ENODEV) => Error::new(action(), ErrorKind::NotFound),
+                _ => Error::io(action(), err),
+            });
+        }
+        Ok(req)
     }
 
     /// The id this socket's namespace gives to namespace `ns`, if it has

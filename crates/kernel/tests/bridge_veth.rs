@@ -59,6 +59,16 @@ fn bridge_and_veth_pairs_carry_traffic() {
     let mut in_b = netloom_kernel::Netlink::open_in(&ns_b).unwrap();
     let eth_a = in_a.link_index("eth0").unwrap();
     let eth_b = in_b.link_index("eth0").unwrap();
+    // MACs as the kernel describes the links; none for loopback.
+    let described = in_a.get_link("eth0").unwrap().unwrap().mac;
+    assert_eq!(in_a.link_mac("eth0").unwrap(), described);
+    assert_eq!(described, Some(mac_a));
+    assert_eq!(
+        nl.link_mac("va").unwrap(),
+        nl.get_link("va").unwrap().unwrap().mac
+    );
+    assert_eq!(in_a.link_mac("lo").unwrap(), None);
+    assert!(in_a.link_mac("nosuch").unwrap_err().is_not_found());
     // Looked up in each sandbox's own namespace: the host ends' peers.
     assert_eq!(nl.get_link("va").unwrap().unwrap().parent, Some(eth_a));
     assert_eq!(nl.get_link("vb").unwrap().unwrap().parent, Some(eth_b));

@@ -41,9 +41,17 @@ fn add_check_del_in_every_version() {
         let ifaces = r["interfaces"].as_array().unwrap();
         let idx = ifaces.iter().position(|i| i["name"] == "eth0").unwrap();
         assert_eq!(ifaces[idx]["sandbox"], ns.as_str());
-        assert!(ifaces
+        let host_end = ifaces
             .iter()
-            .any(|i| i["name"].as_str().unwrap().starts_with("nlv-")));
+            .find(|i| i["name"].as_str().unwrap().starts_with("nlv-"))
+            .unwrap_or_else(|| panic!("no host end in {r}"));
+        // The host end's MAC, as the host's kernel has it.
+        let out = c.sh_ok(&format!(
+            "ip -j link show dev {}",
+            host_end["name"].as_str().unwrap()
+        ));
+        let link: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(host_end["mac"], link[0]["address"], "{r}");
         for ip in r["ips"].as_array().unwrap() {
             assert_eq!(ip["interface"], idx);
             let legacy = v.starts_with("0.");
