@@ -142,7 +142,6 @@ fn emit(out: &[u8], code: u8) -> ExitCode {
 }
 
 pub fn main() -> ExitCode {
-    init_logging();
     let mut stdin = Vec::new();
     let read = std::io::stdin().read_to_end(&mut stdin);
     if read.is_ok() {
@@ -150,6 +149,10 @@ pub fn main() -> ExitCode {
             return code;
         }
     }
+    // Only a process that does the work itself logs: on a served call,
+    // setting the logger up was a fifth of the plugin process's time in
+    // netloom's own code (672 of 2,999 profile samples).
+    init_logging();
     let outcome = match read {
         Err(e) => Err(CniError::new(
             code::IO_FAILURE,
