@@ -4,10 +4,12 @@
 //! Nothing here exposes the netlink crates' types: callers see [`Netlink`],
 //! [`Netns`] and the plain value types below.
 //!
-//! Namespaces are entered only on dedicated short-lived threads
-//! ([`Netns::run`]); a [`Netlink`] socket is created on such a thread and
-//! keeps its namespace for life, so one socket per namespace is opened once
-//! and reused. No process is ever spawned.
+//! Code runs inside a namespace only on dedicated short-lived threads
+//! ([`Netns::run`]). A [`Netlink`] socket in another namespace is made by
+//! the calling thread going in for the few system calls that open it and
+//! straight back ([`Netlink::open_in`]); it keeps its namespace for life,
+//! so one socket per namespace is opened once and reused. No process is
+//! ever spawned.
 //!
 //! A typical "connect a sandbox" sequence:
 //!

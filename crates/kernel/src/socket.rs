@@ -84,7 +84,7 @@ impl Netlink {
     /// Nothing is opened if a write fails; the writes before it stay.
     ///
     /// The calling thread goes into `ns` for these system calls only and
-    /// comes straight back ([`crate::netns::briefly_inside`]); the socket
+    /// comes straight back (`netns::briefly_inside`); the socket
     /// keeps the namespace it was made in.
     pub fn open_in_with_sysctls(ns: &Netns, settings: &[(&str, &str)]) -> Result<Netlink> {
         let paths = crate::sysctl::sysctl_paths(settings, ns.label())?;

@@ -2,7 +2,9 @@
 //!
 //! Which namespace a `/proc/sys/net` file belongs to is decided when it is
 //! opened, by the opening thread's namespace; so files are opened, read and
-//! written on a short-lived thread inside the namespace.
+//! written on a short-lived thread inside the namespace (or, on the way to
+//! opening a socket there, by the calling thread while it is briefly
+//! inside: [`crate::Netlink::open_in_with_sysctls`]).
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
