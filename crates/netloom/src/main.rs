@@ -1,8 +1,9 @@
 //! The `netloom` binary: parse, call the engine, print.
 //!
-//! The entry point is netloom's own [`main`], not Rust's start-up (see there).
+//! With glibc the entry point is netloom's own [`main`], not Rust's
+//! start-up (see there).
 
-#![cfg_attr(not(test), no_main)]
+#![cfg_attr(all(not(test), target_env = "gnu"), no_main)]
 
 mod cli;
 mod cni;
@@ -37,8 +38,9 @@ fn init_logging(verbose: u8, ansi: bool) {
         .init();
 }
 
-/// The process's entry point, called by the C library's start-up with the
-/// arguments already in place for `std::env::args`.
+/// The process's entry point, called by the C library's start-up. glibc
+/// hands the arguments to `std::env::args` itself, before `main` (through
+/// `.init_array`); other C libraries do not, so there Rust's start-up stays.
 ///
 /// Rust's own start-up is left out: for the main thread it reads and
 /// parses `/proc/self/maps` to find its stack's guard page, and sets up an
@@ -52,14 +54,15 @@ fn init_logging(verbose: u8, ansi: bool) {
 /// a panic ends with exit code 101, and `std::process::exit` flushes
 /// stdout. A stack overflow of the main thread is a plain SIGSEGV, without
 /// the message.
-#[cfg(not(test))]
+#[cfg(all(not(test), target_env = "gnu"))]
 #[no_mangle]
 pub extern "C" fn main(_argc: libc::c_int, _argv: *const *const libc::c_char) -> libc::c_int {
     entry()
 }
 
-/// Under `cargo test` the test harness is the entry point.
-#[cfg(test)]
+/// Rust's start-up calls this where it stays (see the other `main`); under
+/// `cargo test` the test harness is the entry point.
+#[cfg(not(all(not(test), target_env = "gnu")))]
 fn main() {
     entry()
 }
