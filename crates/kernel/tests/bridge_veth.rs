@@ -449,3 +449,75 @@ fn veth_ends_are_made_with_one_queue_each_way() {
         assert_eq!(d["num_rx_queues"], 1, "{link}: {d}");
     }
 }
+
+/// Requests batched into one send are all carried out, in order; the first
+/// failure is the one reported, naming its request, and the requests after
+/// it are still carried out (the kernel acknowledges each). A request that
+/// is not a plain acknowledged one fails inside a batch, and then nothing
+/// of the batch is sent.
+#[test]
+fn batched_requests_are_carried_out_in_order_and_report_the_first_failure() {
+    let host = host_or_skip!();
+    let ns = named_netns(&host, "bt");
+    let mut nl = netloom_kernel::Netlink::open_in(&ns).unwrap();
+    nl.create_bridge(&LinkSpec::new("brb")).unwrap();
+    let br = nl.link_index("brb").unwrap();
+    let is_up =
+        |nl: &mut netloom_kernel::Netlink, name: &str| nl.get_link(name).unwrap().unwrap().up;
+    let v4 = |nl: &mut netloom_kernel::Netlink| -> Vec<String> {
+        nl.list_addresses(Some(br))
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.prefix.addr().is_ipv4())
+            .map(|a| a.prefix.to_string())
+            .collect()
+    };
+
+    // A lookup inside a batch: refused, and nothing of the batch is sent.
+    let err = nl
+        .batch(|nl| {
+            nl.set_up("lo", true)?;
+            nl.link_index("brb")?;
+            nl.get_link("brb").map(|_| ())
+        })
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), netloom_kernel::ErrorKind::InvalidInput(_)),
+        "{err}"
+    );
+    assert!(!is_up(&mut nl, "lo"), "a refused batch sent its requests");
+
+    // All good: every request applied.
+    nl.batch(|nl| {
+        nl.set_up("lo", true)?;
+        nl.add_address(br, p("10.91.0.1/24"), AddressOptions::default())?;
+        nl.set_up(br, true)
+    })
+    .unwrap();
+    assert!(is_up(&mut nl, "lo") && is_up(&mut nl, "brb"));
+    assert_eq!(v4(&mut nl), ["10.91.0.1/24"]);
+
+    // The second request fails (the address is there); the first and the
+    // third are carried out; the error is the second's.
+    let err = nl
+        .batch(|nl| {
+            nl.add_address(br, p("10.92.0.1/24"), AddressOptions::default())?;
+            nl.add_address(br, p("10.91.0.1/24"), AddressOptions::default())?;
+            nl.set_up(br, false)
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with(&format!(
+            "add address 10.91.0.1/24 to link #{br}: File exists"
+        )),
+        "{err}"
+    );
+    assert_eq!(v4(&mut nl), ["10.91.0.1/24", "10.92.0.1/24"]);
+    assert!(!is_up(&mut nl, "brb"));
+
+    // Batches do not nest; the socket works as before afterwards.
+    let err = nl.batch(|nl| nl.batch(|_| Ok(()))).unwrap_err();
+    assert!(err.to_string().contains("already"), "{err}");
+    nl.set_up(br, true).unwrap();
+    assert!(is_up(&mut nl, "brb"));
+}

@@ -207,17 +207,24 @@ fn configure_inside(
     let sysctls: Vec<(&str, &str)> = sysctls.iter().map(|(k, v)| (k.as_str(), *v)).collect();
     let mut nl = kernel.inside_with_sysctls(sandbox, &sysctls)?;
     let err = |step: &str| kerr(format!("{what}: {step}"));
-    nl.set_up("lo", true).map_err(err("bring lo up"))?;
     let idx = nl
         .link_index(&endpoint.ifname)
         .map_err(err("find the interface"))?;
+    let mut prefixes = Vec::with_capacity(endpoint.leases.len());
     for lease in &endpoint.leases {
         let (ip, len) = lease_prefix(&lease.address)?;
-        let p = IpPrefix::new(ip, len).expect("lease prefixes are valid");
-        nl.add_address(idx, p, AddressOptions::nodad())
-            .map_err(err(&format!("add address {}", lease.address)))?;
+        prefixes.push(IpPrefix::new(ip, len).expect("lease prefixes are valid"));
     }
-    bring_up(&mut nl, idx, has_v6).map_err(err(&format!("bring {} up", endpoint.ifname)))?;
+    // Loopback up, the addresses, the interface up: one send (see
+    // `Netlink::batch`); the error names the step that failed.
+    nl.batch(|nl| {
+        nl.set_up("lo", true)?;
+        for p in &prefixes {
+            nl.add_address(idx, *p, AddressOptions::nodad())?;
+        }
+        bring_up(nl, idx, has_v6)
+    })
+    .map_err(err(&format!("set up {} and loopback", endpoint.ifname)))?;
     if network.internal || !bridge_is_gateway(network)? {
         return Ok(());
     }
