@@ -19,6 +19,16 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
+/// The addresses of one family on `link`, as text.
+fn addresses_of(nl: &mut netloom_kernel::Netlink, link: u32, family: Family) -> Vec<String> {
+    nl.list_addresses(Some(link))
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.prefix.addr().is_ipv6() == (family == Family::Ipv6))
+        .map(|a| a.prefix.to_string())
+        .collect()
+}
+
 #[test]
 fn bridge_and_veth_pairs_carry_traffic() {
     let host = host_or_skip!();
@@ -366,14 +376,8 @@ fn links_brought_up_without_link_local_have_only_their_given_addresses() {
     let host = host_or_skip!();
     let (_host_ns, mut nl) = host_netlink(&host);
     let ns = named_netns(&host, "q");
-    let v6_addresses = |nl: &mut netloom_kernel::Netlink, link: u32| -> Vec<String> {
-        nl.list_addresses(Some(link))
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.prefix.addr().is_ipv6())
-            .map(|a| a.prefix.to_string())
-            .collect()
-    };
+    let v6_addresses =
+        |nl: &mut netloom_kernel::Netlink, link: u32| addresses_of(nl, link, Family::Ipv6);
 
     // A bridge gets its link-local address the moment it comes up.
     nl.create_bridge(&LinkSpec::new("brq")).unwrap();
@@ -464,14 +468,7 @@ fn batched_requests_are_carried_out_in_order_and_report_the_first_failure() {
     let br = nl.link_index("brb").unwrap();
     let is_up =
         |nl: &mut netloom_kernel::Netlink, name: &str| nl.get_link(name).unwrap().unwrap().up;
-    let v4 = |nl: &mut netloom_kernel::Netlink| -> Vec<String> {
-        nl.list_addresses(Some(br))
-            .unwrap()
-            .into_iter()
-            .filter(|a| a.prefix.addr().is_ipv4())
-            .map(|a| a.prefix.to_string())
-            .collect()
-    };
+    let v4 = |nl: &mut netloom_kernel::Netlink| addresses_of(nl, br, Family::Ipv4);
 
     // A lookup inside a batch: refused, and nothing of the batch is sent.
     let err = nl
