@@ -56,16 +56,48 @@ pub struct Netlink {
     batched: Option<Vec<(u32, String)>>,
 }
 
-/// Serialises `msg` with its netlink header into `buf`.
+/// Serialises `msg` with its netlink header onto the end of `buf`.
 fn write_request(buf: &mut Vec<u8>, msg: &RouteNetlinkMessage, flags: u16, seq: u32) {
     let len = HEADER_LEN + msg.buffer_len();
-    buf.clear();
-    buf.resize(len, 0);
-    buf[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
-    buf[4..6].copy_from_slice(&msg.message_type().to_ne_bytes());
-    buf[6..8].copy_from_slice(&flags.to_ne_bytes());
-    buf[8..12].copy_from_slice(&seq.to_ne_bytes());
-    msg.emit(&mut buf[HEADER_LEN..]);
+    let start = buf.len();
+    buf.resize(start + len, 0);
+    let out = &mut buf[start..];
+    out[0..4].copy_from_slice(&(len as u32).to_ne_bytes());
+    out[4..6].copy_from_slice(&msg.message_type().to_ne_bytes());
+    out[6..8].copy_from_slice(&flags.to_ne_bytes());
+    out[8..12].copy_from_slice(&seq.to_ne_bytes());
+    msg.emit(&mut out[HEADER_LEN..]);
+}
+
+/// One netlink message of a received datagram.
+struct Reply<'a> {
+    kind: u16,
+    flags: u16,
+    seq: u32,
+    payload: &'a [u8],
+}
+
+/// The messages of a received datagram, in order; an error (why) at the
+/// first with a bad length.
+fn replies(mut buf: &[u8]) -> impl Iterator<Item = std::result::Result<Reply<'_>, String>> {
+    std::iter::from_fn(move || {
+        if buf.len() < HEADER_LEN {
+            return None;
+        }
+        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
+        if len < HEADER_LEN || len > buf.len() {
+            buf = &[];
+            return Some(Err(format!("bad message length {len}")));
+        }
+        let reply = Reply {
+            kind: u16::from_ne_bytes([buf[4], buf[5]]),
+            flags: u16::from_ne_bytes([buf[6], buf[7]]),
+            seq: u32::from_ne_bytes(buf[8..12].try_into().unwrap()),
+            payload: &buf[HEADER_LEN..len],
+        };
+        buf = &buf[((len + 3) & !3).min(buf.len())..];
+        Some(Ok(reply))
+    })
 }
 
 impl Netlink {
@@ -198,44 +230,45 @@ impl Netlink {
         }
     }
 
+    /// Receives one datagram into `rx`; its length.
+    fn recv_datagram(&mut self, action: &dyn Fn() -> String) -> Result<usize> {
+        loop {
+            self.rx.clear();
+            match self.socket.recv(&mut self.rx, libc::MSG_TRUNC) {
+                Ok(n) if n > self.rx.len() => {
+                    return Err(protocol(
+                        action,
+                        format!("reply of {n} bytes was truncated"),
+                    ))
+                }
+                Ok(n) => return Ok(n),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Error::io(action(), e)),
+            }
+        }
+    }
+
     /// Reads the acknowledgements of `requests` (sent in one message);
     /// the first failure in request order.
     fn collect_acks(&mut self, requests: &[(u32, String)]) -> Result<()> {
         let mut codes: Vec<Option<(i32, Option<String>)>> = vec![None; requests.len()];
         let mut left = requests.len();
         let first = requests[0].0;
+        let what = || requests[0].1.clone();
         while left > 0 {
-            self.rx.clear();
-            let n = match self.socket.recv(&mut self.rx, libc::MSG_TRUNC) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(requests[0].1.clone(), e)),
-            };
-            let mut off = 0;
-            while off + HEADER_LEN <= n.min(self.rx.len()) {
-                let buf = &self.rx[off..n.min(self.rx.len())];
-                let msg_len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-                if msg_len < HEADER_LEN || msg_len > buf.len() {
-                    let what = &requests[0].1;
-                    return Err(protocol(
-                        &|| what.clone(),
-                        format!("bad message length {msg_len}"),
-                    ));
-                }
-                let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-                let msg_flags = u16::from_ne_bytes([buf[6], buf[7]]);
-                let msg_seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
-                let payload = &buf[HEADER_LEN..msg_len];
-                off += (msg_len + 3) & !3;
-                let Some(i) = msg_seq.checked_sub(first).map(|i| i as usize) else {
+            let n = self.recv_datagram(&what)?;
+            for reply in replies(&self.rx[..n]) {
+                let reply = reply.map_err(|why| protocol(&what, why))?;
+                let Some(i) = reply.seq.checked_sub(first).map(|i| i as usize) else {
                     continue;
                 };
-                if kind != NLMSG_ERROR || i >= requests.len() || codes[i].is_some() {
+                if reply.kind != NLMSG_ERROR || i >= requests.len() || codes[i].is_some() {
                     continue;
                 }
-                let code = read_i32(payload).unwrap_or(-libc::EPROTO);
+                let code = read_i32(reply.payload)
+                    .ok_or_else(|| protocol(&what, "short error message".into()))?;
                 let detail = (code != 0)
-                    .then(|| error_detail(msg_flags, &payload[4..]))
+                    .then(|| error_detail(reply.flags, &reply.payload[4..]))
                     .flatten();
                 codes[i] = Some((code, detail));
                 left -= 1;
@@ -261,14 +294,8 @@ impl Netlink {
     ) -> Result<()> {
         if let Some(requests) = self.batched.as_mut() {
             self.seq = self.seq.wrapping_add(1).max(1);
-            let mut one = Vec::new();
-            write_request(
-                &mut one,
-                msg,
-                NLM_F_REQUEST | NLM_F_ACK | extra_flags,
-                self.seq,
-            );
-            self.tx.extend_from_slice(&one);
+            let flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
+            write_request(&mut self.tx, msg, flags, self.seq);
             requests.push((self.seq, action()));
             return Ok(());
         }
@@ -341,35 +368,20 @@ impl Netlink {
         }
         self.seq = self.seq.wrapping_add(1).max(1);
         let seq = self.seq;
+        self.tx.clear();
         write_request(&mut self.tx, msg, flags, seq);
         self.send_tx(action)?;
 
         let mut interrupted = false;
         loop {
-            self.rx.clear();
-            let n = match self.socket.recv(&mut self.rx, libc::MSG_TRUNC) {
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(Error::io(action(), e)),
-            };
-            if n > self.rx.len() {
-                return Err(protocol(
-                    action,
-                    format!("reply of {n} bytes was truncated"),
-                ));
-            }
-            let mut off = 0;
-            while off + HEADER_LEN <= n {
-                let buf = &self.rx[off..n];
-                let msg_len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-                if msg_len < HEADER_LEN || msg_len > buf.len() {
-                    return Err(protocol(action, format!("bad message length {msg_len}")));
-                }
-                let kind = u16::from_ne_bytes([buf[4], buf[5]]);
-                let msg_flags = u16::from_ne_bytes([buf[6], buf[7]]);
-                let msg_seq = u32::from_ne_bytes(buf[8..12].try_into().unwrap());
-                let payload = &buf[HEADER_LEN..msg_len];
-                off += (msg_len + 3) & !3;
+            let n = self.recv_datagram(action)?;
+            for reply in replies(&self.rx[..n]) {
+                let Reply {
+                    kind,
+                    flags: msg_flags,
+                    seq: msg_seq,
+                    payload,
+                } = reply.map_err(|why| protocol(action, why))?;
                 if msg_seq != seq {
                     // A late reply to an earlier request; not ours.
                     continue;
