@@ -79,11 +79,7 @@ impl Engine {
             }
             None => self.free_ifname(inode)?,
         };
-        let id = netloom_store::random_id().map_err(|e| ModelError::Invalid {
-            object: "netloom".into(),
-            why: format!("cannot read /dev/urandom ({e})"),
-            fix: "check /dev".into(),
-        })?;
+        let id = netloom_store::random_id()?;
         let mac = match &opts.mac {
             Some(m) => format_mac(&parse_mac(m)?),
             None => mac_for(&id),

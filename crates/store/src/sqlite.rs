@@ -88,9 +88,7 @@ impl Db {
         }
         out
     }
-}
 
-impl Db {
     /// For a connection that stays open across many commands (the
     /// service's): once it has committed [`CHECKPOINT_EVERY`] transactions,
     /// copies the WAL into the database without waiting for anyone
@@ -163,7 +161,7 @@ impl<T> Ctx<T> for rusqlite::Result<T> {
 /// 64 random hex digits (ids of networks and endpoints), from the
 /// kernel's random source by `getrandom(2)`: one system call, where
 /// reading `/dev/urandom` took three and a path lookup.
-pub fn random_id() -> Result<String, std::io::Error> {
+pub fn random_id() -> Result<String, ModelError> {
     let mut bytes = [0u8; 32];
     let mut filled = 0;
     while filled < bytes.len() {
@@ -175,7 +173,11 @@ pub fn random_id() -> Result<String, std::io::Error> {
             if err.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(err);
+            return Err(ModelError::Invalid {
+                object: "netloom".into(),
+                why: format!("the kernel gave no random bytes for a new id (getrandom: {err})"),
+                fix: "netloom needs getrandom(2), in Linux since 3.17".into(),
+            });
         }
         filled += n as usize;
     }
@@ -839,11 +841,7 @@ pub(crate) fn release_in(
 /// A validated network, with an id not yet recorded: what
 /// [`Store::create_network`] records.
 fn new_network(request: &NetworkRequest) -> Result<Network, StoreError> {
-    let id = random_id().map_err(|source| StoreError::Dir {
-        path: PathBuf::from("/dev/urandom"),
-        source,
-    })?;
-    Ok(request.validate(&id)?)
+    Ok(request.validate(&random_id()?)?)
 }
 
 /// Records a validated network, its subnets, gateways and reserved
