@@ -377,7 +377,7 @@ fn help_teaches() {
 
 /// netloom starts without Rust's own start-up code (see its `main`); what
 /// it keeps of it holds: a write to a pipe nobody reads is an error, not
-/// death by SIGPIPE. (Closed standard descriptors: `service.rs`.)
+/// death by SIGPIPE.
 #[test]
 fn a_write_to_a_closed_pipe_is_an_error_not_a_signal() {
     use std::os::unix::process::ExitStatusExt;
