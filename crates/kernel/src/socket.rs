@@ -11,6 +11,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::netns::Netns;
+use crate::nft::msg::{messages, NlMsg};
 
 // Netlink message header flags and types (linux/netlink.h).
 const NLM_F_REQUEST: u16 = 0x01;
@@ -67,37 +68,6 @@ fn write_request(buf: &mut Vec<u8>, msg: &RouteNetlinkMessage, flags: u16, seq: 
     out[6..8].copy_from_slice(&flags.to_ne_bytes());
     out[8..12].copy_from_slice(&seq.to_ne_bytes());
     msg.emit(&mut out[HEADER_LEN..]);
-}
-
-/// One netlink message of a received datagram.
-struct Reply<'a> {
-    kind: u16,
-    flags: u16,
-    seq: u32,
-    payload: &'a [u8],
-}
-
-/// The messages of a received datagram, in order; an error (why) at the
-/// first with a bad length.
-fn replies(mut buf: &[u8]) -> impl Iterator<Item = std::result::Result<Reply<'_>, String>> {
-    std::iter::from_fn(move || {
-        if buf.len() < HEADER_LEN {
-            return None;
-        }
-        let len = u32::from_ne_bytes(buf[0..4].try_into().unwrap()) as usize;
-        if len < HEADER_LEN || len > buf.len() {
-            buf = &[];
-            return Some(Err(format!("bad message length {len}")));
-        }
-        let reply = Reply {
-            kind: u16::from_ne_bytes([buf[4], buf[5]]),
-            flags: u16::from_ne_bytes([buf[6], buf[7]]),
-            seq: u32::from_ne_bytes(buf[8..12].try_into().unwrap()),
-            payload: &buf[HEADER_LEN..len],
-        };
-        buf = &buf[((len + 3) & !3).min(buf.len())..];
-        Some(Ok(reply))
-    })
 }
 
 impl Netlink {
@@ -257,12 +227,12 @@ impl Netlink {
         let what = || requests[0].1.clone();
         while left > 0 {
             let n = self.recv_datagram(&what)?;
-            for reply in replies(&self.rx[..n]) {
+            for reply in messages(&self.rx[..n]) {
                 let reply = reply.map_err(|why| protocol(&what, why))?;
                 let Some(i) = reply.seq.checked_sub(first).map(|i| i as usize) else {
                     continue;
                 };
-                if reply.kind != NLMSG_ERROR || i >= requests.len() || codes[i].is_some() {
+                if reply.ty != NLMSG_ERROR || i >= requests.len() || codes[i].is_some() {
                     continue;
                 }
                 let code = read_i32(reply.payload)
@@ -375,9 +345,9 @@ impl Netlink {
         let mut interrupted = false;
         loop {
             let n = self.recv_datagram(action)?;
-            for reply in replies(&self.rx[..n]) {
-                let Reply {
-                    kind,
+            for reply in messages(&self.rx[..n]) {
+                let NlMsg {
+                    ty: kind,
                     flags: msg_flags,
                     seq: msg_seq,
                     payload,

@@ -46,7 +46,7 @@ mod element;
 mod encode;
 mod error;
 mod expr;
-mod msg;
+pub(crate) mod msg;
 mod rules;
 mod ruleset;
 mod socket;
