@@ -113,7 +113,8 @@ errors and exit codes as when they do the work themselves, in a fraction of the 
 request is its own transaction on the same state, so commands that do the work themselves can \
 run beside it, and `netloom gc` finishes what a killed service left half done.\n\n\
 A command does the work itself when no service listens, when the service runs another netloom \
-binary, or when it runs in other network, mount or pid namespaces. NETLOOM_SERVICE=off makes \
+binary (another build ID), or when it runs in another network or mount namespace. \
+NETLOOM_SERVICE=off makes \
 commands always do the work themselves; NETLOOM_SERVICE=require makes them fail rather than do \
 so. With -v or NETLOOM_LOG set, commands do the work themselves (their logs stay theirs).\n\n\
 It runs in the foreground until SIGINT, SIGTERM or SIGHUP; then it removes its socket and \

@@ -8,6 +8,7 @@ mod cni_support;
 mod support;
 
 use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Output, Stdio};
 
 use serde_json::json;
@@ -221,6 +222,42 @@ fn a_long_running_service_keeps_its_write_ahead_log_small() {
     w.assert_clean();
 }
 
+/// `binary` with the first byte of its GNU build ID changed.
+fn with_another_build_id(binary: &[u8]) -> Vec<u8> {
+    let mut bytes = binary.to_vec();
+    // An NT_GNU_BUILD_ID note: name size 4, a descriptor of some size,
+    // type 3, name "GNU\0", then the ID.
+    let at = (8..=32u32)
+        .find_map(|len| {
+            let mut head = Vec::new();
+            for w in [4u32, len, 3] {
+                head.extend_from_slice(&w.to_ne_bytes());
+            }
+            head.extend_from_slice(b"GNU\0");
+            bytes
+                .windows(head.len())
+                .position(|w| w == head.as_slice())
+                .map(|i| i + head.len())
+        })
+        .expect("the netloom binary has a GNU build ID note");
+    bytes[at] ^= 0xff;
+    bytes
+}
+
+/// Sends `request` as one frame to the service socket at `path`; the reply.
+fn raw_exchange(path: &std::path::Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(path).unwrap();
+    let body = serde_json::to_vec(request).unwrap();
+    s.write_all(&(body.len() as u32).to_le_bytes()).unwrap();
+    s.write_all(&body).unwrap();
+    let mut len = [0u8; 4];
+    s.read_exact(&mut len).unwrap();
+    let mut reply = vec![0u8; u32::from_le_bytes(len) as usize];
+    s.read_exact(&mut reply).unwrap();
+    serde_json::from_slice(&reply).unwrap()
+}
+
 #[test]
 fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     let (Some(here), Some(there)) = (World::new(), World::new()) else {
@@ -255,11 +292,21 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     assert!(err.contains("another network namespace"), "{err}");
     svc.stop();
 
-    // The same binary under another name is another binary.
-    let copy = dir.join("netloom-copy");
-    std::fs::copy(BIN, &copy).unwrap();
-    let (svc, err) = refused_by(&here, &copy);
+    // A binary of another build (its build ID changed) is another binary.
+    let other = dir.join("netloom-other");
+    std::fs::write(&other, with_another_build_id(&std::fs::read(BIN).unwrap())).unwrap();
+    std::fs::set_permissions(&other, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (svc, err) = refused_by(&here, &other);
     assert!(err.contains("another netloom binary"), "{err}");
+    // A request it cannot read (here: an identity of an older form) is
+    // refused as coming from another binary, not left unanswered.
+    let old_request = json!({
+        "identity": {"exe": [1, 2, 3, 4, 5], "namespaces": [1, 2, 3]},
+        "job": {"Disconnect": {"json": false, "network": "web", "sandbox": "a", "ifname": null}}
+    });
+    let reply = raw_exchange(&dir.join("state/netloom.sock"), &old_request);
+    let why = reply["Refused"].as_str().unwrap_or_default();
+    assert!(why.contains("another netloom binary"), "{reply}");
     // Not required: the command does the work itself, and it is done.
     assert!(cli(
         &here,
@@ -275,7 +322,28 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     assert!(out.status.success(), "{}", text(&out));
     let addrs = here.addrs("a", "eth0");
     assert!(addrs.contains(&"10.88.0.2/24".to_string()), "{addrs:?}");
-    let out = cli(&here, "auto", &["disconnect", "web", "a"]);
+    svc.stop();
+    // A byte-for-byte copy runs the same code: it serves.
+    let copy = dir.join("netloom-copy");
+    std::fs::copy(BIN, &copy).unwrap();
+    let mut serve = here.host.command(&copy);
+    serve.env("NETLOOM_STATE_DIR", state).arg("serve");
+    let svc = Service::start(serve);
+    // A command in another mount namespace, in the same network one, is
+    // not served.
+    let out = here
+        .host
+        .command("unshare")
+        .args(["--mount", "--propagation", "private", BIN])
+        .args(["connect", "web", "a"])
+        .env("NETLOOM_STATE_DIR", state)
+        .env("NETLOOM_SERVICE", "require")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("another mount namespace"), "{err}");
+    let out = cli(&here, "require", &["disconnect", "web", "a"]);
     assert!(out.status.success(), "{}", text(&out));
     svc.stop();
     let out = cli(&here, "off", &["check"]);

@@ -2,6 +2,8 @@
 //! the state directory, else say why not.
 
 use std::io::{self, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,10 +57,14 @@ pub enum Outcome {
 /// Sends `job` to the service of `state_dir`.
 pub fn ask(state_dir: &Path, job: Job) -> Outcome {
     let socket = socket_path(state_dir);
+    let fd = match unix_socket() {
+        Ok(fd) => fd,
+        Err(e) => return Outcome::NotServed(format!("cannot open a unix socket: {e}")),
+    };
     // Read before connecting, so the request follows the connection at
     // once: the service's worker, woken by the connection, then finds it
     // already there instead of going back to sleep until it comes.
-    let identity = match Identity::of_this_process() {
+    let identity = match Identity::of_this_process(fd.as_fd()) {
         Ok(i) => i,
         Err(e) => return Outcome::NotServed(format!("cannot read this process's identity: {e}")),
     };
@@ -66,8 +72,8 @@ pub fn ask(state_dir: &Path, job: Job) -> Outcome {
     if let Err(e) = write_frame(&mut frame, &Request { identity, job }) {
         return Outcome::NotServed(format!("cannot encode the request: {e}"));
     }
-    let mut stream = match UnixStream::connect(&socket) {
-        Ok(s) => s,
+    let mut stream = match connect(&fd, &socket) {
+        Ok(()) => UnixStream::from(fd),
         Err(e)
             if matches!(
                 e.kind(),
@@ -99,6 +105,57 @@ pub fn ask(state_dir: &Path, job: Job) -> Outcome {
             "the service on {} took the request but gave no answer ({e}); the change may be half made: `netloom check` shows it and `netloom gc` finishes or undoes it",
             socket.display()
         )),
+    }
+}
+
+/// A unix stream socket, not connected yet.
+fn unix_socket() -> io::Result<OwnedFd> {
+    // SAFETY: no pointers; a new descriptor or -1.
+    let fd = unsafe {
+        nix::libc::socket(
+            nix::libc::AF_UNIX,
+            nix::libc::SOCK_STREAM | nix::libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a descriptor just opened, owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Connects `fd` to the socket at `path`.
+fn connect(fd: &OwnedFd, path: &Path) -> io::Result<()> {
+    // SAFETY: all-zero is a valid sockaddr_un.
+    let mut addr: nix::libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    addr.sun_family = nix::libc::AF_UNIX as nix::libc::sa_family_t;
+    let bytes = path.as_os_str().as_bytes();
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the path is too long for a unix socket, or holds a NUL byte",
+        ));
+    }
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as nix::libc::c_char;
+    }
+    loop {
+        // SAFETY: `addr` is a complete sockaddr_un of the size given.
+        let r = unsafe {
+            nix::libc::connect(
+                fd.as_raw_fd(),
+                (&addr as *const nix::libc::sockaddr_un).cast(),
+                std::mem::size_of::<nix::libc::sockaddr_un>() as nix::libc::socklen_t,
+            )
+        };
+        if r == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
     }
 }
 

@@ -14,21 +14,23 @@
 //! transaction on the same database, beside any process that works on it
 //! directly, with the same intent records for `netloom gc`. A command runs
 //! the work itself when no service listens, when the service runs another
-//! netloom binary, or when it lives in other network, mount or pid
-//! namespaces (the names in the request would mean other things there).
+//! netloom binary, or when it lives in another network or mount
+//! namespace (the names in the request would mean other things there).
 //! `NETLOOM_SERVICE=off` always runs it in the command; `=require` fails
 //! instead of doing so.
 
 pub mod client;
+mod identity;
 mod quick;
 pub mod server;
+
+pub use identity::Identity;
 
 use serde::{Deserialize, Serialize};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
 use std::ops::{Deref, DerefMut};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use netloom_engine::{Engine, EngineError};
@@ -129,53 +131,6 @@ impl Output {
         let _ = stdout.write_all(self.stdout.as_bytes());
         let _ = stdout.flush();
         std::process::ExitCode::from(self.code)
-    }
-}
-
-/// The binary and namespaces a process runs with. A request is served only
-/// by a service with the same: names of sandboxes, namespace paths and
-/// `pid:N` are resolved by the service as the command would resolve them.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// Device, inode, size and modification time (seconds, nanoseconds)
-    /// of the executable.
-    pub exe: [u64; 5],
-    /// Inodes of the network, mount and pid namespaces.
-    pub namespaces: [u64; 3],
-}
-
-impl Identity {
-    pub fn of_this_process() -> io::Result<Identity> {
-        let exe = std::fs::metadata("/proc/self/exe")?;
-        let ns = |kind: &str| std::fs::metadata(format!("/proc/self/ns/{kind}")).map(|m| m.ino());
-        Ok(Identity {
-            exe: [
-                exe.dev(),
-                exe.ino(),
-                exe.size(),
-                exe.mtime() as u64,
-                exe.mtime_nsec() as u64,
-            ],
-            namespaces: [ns("net")?, ns("mnt")?, ns("pid")?],
-        })
-    }
-
-    /// Why a request from `caller` cannot be served by a process with this
-    /// identity, if it cannot.
-    pub fn mismatch(&self, caller: &Identity) -> Option<String> {
-        if self.exe != caller.exe {
-            return Some(
-                "it runs another netloom binary than the command; restart `netloom serve` with this one".into(),
-            );
-        }
-        for (i, kind) in ["network", "mount", "pid"].iter().enumerate() {
-            if self.namespaces[i] != caller.namespaces[i] {
-                return Some(format!(
-                    "it runs in another {kind} namespace than the command, where sandbox names and paths mean other things"
-                ));
-            }
-        }
-        None
     }
 }
 
@@ -329,23 +284,5 @@ mod tests {
         huge.extend_from_slice(b"{}");
         let e = read_frame::<Job>(&mut huge.as_slice()).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-    }
-
-    #[test]
-    fn identities_differ_by_binary_and_by_namespace() {
-        let me = Identity::of_this_process().unwrap();
-        assert_eq!(me.mismatch(&me.clone()), None);
-        let mut other = me.clone();
-        other.exe[4] += 1;
-        assert!(me
-            .mismatch(&other)
-            .unwrap()
-            .contains("another netloom binary"));
-        for (i, kind) in ["network", "mount", "pid"].iter().enumerate() {
-            let mut other = me.clone();
-            other.namespaces[i] += 1;
-            let why = me.mismatch(&other).unwrap();
-            assert!(why.contains(&format!("another {kind} namespace")), "{why}");
-        }
     }
 }

@@ -9,8 +9,9 @@
 //! removed first, then the requests under way are finished.
 
 use std::io::{self, Write};
+use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -78,13 +79,15 @@ pub fn serve(state_dir: &Path, workers: usize) -> Result<ExitCode, EngineError> 
             "report this",
         )
     })?;
-    let identity = Identity::of_this_process().map_err(|e| {
-        fail(
-            state_dir,
-            format!("cannot read its own identity ({e})"),
-            "check /proc",
-        )
-    })?;
+    let identity = UnixDatagram::unbound()
+        .and_then(|s| Identity::of_this_process(s.as_fd()))
+        .map_err(|e| {
+            fail(
+                state_dir,
+                format!("cannot read its own identity ({e})"),
+                "check /proc",
+            )
+        })?;
     let socket = socket_path(state_dir);
     if socket.as_os_str().len() > MAX_SOCKET_PATH {
         return Err(fail(
@@ -198,6 +201,10 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let reply = match read_frame::<Request>(&mut stream) {
+        // A whole frame this binary cannot read: another one sent it.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Reply::Refused(format!(
+            "it cannot read the request ({e}): it runs another netloom binary than the command; restart `netloom serve` with this one"
+        ))),
         Err(_) => None,
         Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
             Some(Reply::Refused("it is stopping".into()))
