@@ -259,6 +259,18 @@ pub struct Endpoint {
     pub leases: Vec<Lease>,
 }
 
+impl Endpoint {
+    /// Whether joining the sandbox brings its loopback up. Not for an
+    /// endpoint a container runtime made (it has a container id): under
+    /// CNI the namespace's other interfaces are the runtime's, which brings
+    /// loopback up itself (the `loopback` plugin), as the reference
+    /// plugins leave it. A sandbox netloom connects on its own gets a
+    /// working loopback, as `netloom sandbox create` makes one.
+    pub fn brings_loopback_up(&self) -> bool {
+        self.container_id.is_none()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

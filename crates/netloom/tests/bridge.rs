@@ -316,6 +316,13 @@ fn sandboxes_by_path_and_pid_and_two_networks_in_one_sandbox() {
     let pid = format!("pid:{}", child.id());
     let e = w.json(&["connect", "db", &pid]);
     assert_eq!(e["sandbox"], pid);
+    // Its loopback, down in a namespace made so, is brought up.
+    let lo = w.sh(&format!("nsenter -t {} -n ip -j link show lo", child.id()));
+    let lo: serde_json::Value = serde_json::from_slice(&lo.stdout).unwrap();
+    assert!(
+        lo[0]["flags"].as_array().unwrap().iter().any(|f| f == "UP"),
+        "{lo}"
+    );
     assert!(w.ping(&pid, "10.89.0.2"), "pid sandbox -> a over db");
     w.ok(&["disconnect", "db", &pid]);
     child.kill().unwrap();

@@ -215,10 +215,13 @@ fn configure_inside(
         let (ip, len) = lease_prefix(&lease.address)?;
         prefixes.push(IpPrefix::new(ip, len).expect("lease prefixes are valid"));
     }
-    // Loopback up, the addresses, the interface up: one send (see
+    // Loopback up (see `Endpoint::brings_loopback_up`), the addresses,
+    // the interface up: one send (see
     // `Netlink::batch`); the error names the step that failed.
     nl.batch(|nl| {
-        nl.set_up("lo", true)?;
+        if endpoint.brings_loopback_up() {
+            nl.set_up("lo", true)?;
+        }
         for p in &prefixes {
             nl.add_address(idx, *p, AddressOptions::nodad())?;
         }

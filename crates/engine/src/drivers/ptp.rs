@@ -181,8 +181,10 @@ impl PtpDriver {
     ) -> Result<(), EngineError> {
         let mut nl = kernel.inside(sandbox)?;
         let err = |step: String| kerr(format!("{what}: {step}"));
-        let lo = nl.link_index("lo").map_err(err("find lo".into()))?;
-        nl.set_up(lo, true).map_err(err("bring lo up".into()))?;
+        if endpoint.brings_loopback_up() {
+            let lo = nl.link_index("lo").map_err(err("find lo".into()))?;
+            nl.set_up(lo, true).map_err(err("bring lo up".into()))?;
+        }
         let idx = nl
             .link_index(&endpoint.ifname)
             .map_err(err(format!("find {}", endpoint.ifname)))?;
