@@ -61,6 +61,14 @@ pub fn find(engine: &mut Engine, name: &str) -> Result<Option<Network>, CniError
     }
 }
 
+thread_local! {
+    /// Ids of networks this thread found in the store under the state lock,
+    /// and so with their kernel objects made. Only a `netloom serve` worker
+    /// lives to ask twice.
+    static COMPLETE: std::cell::RefCell<std::collections::HashSet<String>> =
+        std::cell::RefCell::new(std::collections::HashSet::new());
+}
+
 /// The network named by the config: created (store and kernel) when
 /// missing, else checked to match the config. Safe when many plugin
 /// processes race: looking up and creating happen under the state lock.
@@ -69,21 +77,38 @@ pub fn ensure(
     state_dir: &Path,
     spec: &NetworkSpec,
 ) -> Result<Network, CniError> {
+    // A network this thread already found complete (see below) needs no
+    // lock: its id names that network until it is removed, and a network
+    // made anew under the same name has another id.
+    let memo = COMPLETE.with(|c| !c.borrow().is_empty());
+    if let Some(net) = memo
+        .then(|| find(engine, &spec.request.name))
+        .transpose()?
+        .flatten()
+    {
+        if COMPLETE.with(|c| c.borrow().contains(&net.id)) {
+            compare(&net, spec)?;
+            return Ok(net);
+        }
+    }
     // Under the lock even when the network exists: a network another
     // process is creating is in the store before its kernel objects are
     // made, and must not be used until they are.
     let _lock = StateLock::take(state_dir)?;
     if let Some(net) = find(engine, &spec.request.name)? {
         compare(&net, spec)?;
+        COMPLETE.with(|c| c.borrow_mut().insert(net.id.clone()));
         return Ok(net);
     }
-    engine.create_network(&spec.request).map_err(|e| {
+    let net = engine.create_network(&spec.request).map_err(|e| {
         let mut err = CniError::from(e);
         if err.code == code::KERNEL {
             err.msg = format!("network {:?}: create: {}", spec.request.name, err.msg);
         }
         err
-    })
+    })?;
+    COMPLETE.with(|c| c.borrow_mut().insert(net.id.clone()));
+    Ok(net)
 }
 
 /// Refuses (code 7) a stored network that differs from the config,
