@@ -24,7 +24,13 @@ use crate::firewall::{EndpointFirewall, NetworkFirewall};
 use crate::kernel::Kernel;
 use crate::EngineError;
 
-pub struct BridgeDriver;
+#[derive(Default)]
+pub struct BridgeDriver {
+    /// The endpoint whose published ports [`Driver::join`] put in with its
+    /// other firewall facts, so that `program_external_connectivity` has
+    /// nothing left to do for it.
+    published_on_join: Option<String>,
+}
 
 /// Name of a network's bridge: `nlbr-` and the first 8 hex digits of its id.
 pub fn bridge_name(network: &Network) -> String {
@@ -375,10 +381,15 @@ impl Driver for BridgeDriver {
         }
         let rest = (|| -> Result<(), EngineError> {
             configure_inside(kernel, network, endpoint, sandbox, &what)?;
+            // Its published ports go in with the rest, in one transaction
+            // (they only point at its address).
             kernel.firewall()?.add_endpoint(
                 &network_firewall(network)?,
-                &endpoint_firewall(network, endpoint, false)?,
+                &endpoint_firewall(network, endpoint, true)?,
             )?;
+            if !endpoint.ports.is_empty() {
+                self.published_on_join = Some(endpoint.id.clone());
+            }
             // The host end is only a port: no IPv6 of its own, so a
             // thousand of them do not each keep address and multicast
             // timers running in the host.
@@ -442,7 +453,9 @@ impl Driver for BridgeDriver {
         network: &Network,
         endpoint: &Endpoint,
     ) -> Result<(), EngineError> {
-        if endpoint.ports.is_empty() {
+        if endpoint.ports.is_empty()
+            || self.published_on_join.as_deref() == Some(endpoint.id.as_str())
+        {
             return Ok(());
         }
         kernel.firewall()?.add_endpoint(

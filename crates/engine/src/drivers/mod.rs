@@ -15,7 +15,7 @@ pub const NAMES: &[&str] = &["bridge", "ptp", "macvlan", "ipvlan", "host", "null
 /// A built-in driver by name.
 pub fn by_name(name: &str) -> Option<Box<dyn Driver>> {
     match name {
-        "bridge" => Some(Box::new(bridge::BridgeDriver)),
+        "bridge" => Some(Box::new(bridge::BridgeDriver::default())),
         "ptp" => Some(Box::new(ptp::PtpDriver)),
         "macvlan" => Some(Box::new(macvlan::MacvlanDriver)),
         "ipvlan" => Some(Box::new(ipvlan::IpvlanDriver)),
