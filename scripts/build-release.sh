@@ -34,8 +34,23 @@ case $host in
         echo "scripts/build-release.sh: no static C library (libc.a); install libc6-dev, or use cargo build --release" >&2
         exit 1
     fi
-    RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
-        cargo build --release --quiet -p netloom --target "$host" "$@" >&2
+    # With rust-lld, rustc's default linker here (1.90 and later), the
+    # functions a served command runs are laid out first and together
+    # (scripts/client-path.order; see crates/netloom/build.rs).
+    order=
+    if [ "$host" = x86_64-unknown-linux-gnu ] && [ -f scripts/client-path.order ] &&
+        [ "$(rustc -vV | sed -n 's/^release: 1\.\([0-9]*\).*/\1/p')" -ge 90 ]; then
+        order=$PWD/scripts/client-path.order
+    fi
+    build() {
+        NETLOOM_LINK_ORDER=$1 RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C relocation-model=static" \
+            cargo build --release --quiet -p netloom --target "$host" "${@:2}" >&2
+    }
+    if ! build "$order" "$@"; then
+        [ -n "$order" ] || exit 1
+        echo "scripts/build-release.sh: linking in the order of scripts/client-path.order failed (is the linker not lld?); building without it" >&2
+        build "" "$@"
+    fi
     echo "$target_dir/$host/release/netloom"
     ;;
 *)
