@@ -393,11 +393,18 @@ impl Driver for BridgeDriver {
             // The host end is only a port: no IPv6 of its own, so a
             // thousand of them do not each keep address and multicast
             // timers running in the host.
-            let host = kernel.host()?;
-            host.set_master_without_ipv6(veth.as_str(), master)
-                .map_err(kerr(format!("{what}: make {veth} a port of {br}")))?;
-            host.set_hairpin_and_up(veth.as_str(), true)
-                .map_err(kerr(format!("{what}: hairpin mode on {veth}, and up")))?;
+            // A port first, then hairpin mode and up: one send, carried
+            // out in that order (`Netlink::batch`); the error names the
+            // request that failed.
+            kernel
+                .host()?
+                .batch(|nl| {
+                    nl.set_master_without_ipv6(veth.as_str(), master)?;
+                    nl.set_hairpin_and_up(veth.as_str(), true)
+                })
+                .map_err(kerr(format!(
+                    "{what}: make {veth} a port of {br} in hairpin mode, and up"
+                )))?;
             Ok(())
         })();
         if let Err(e) = rest {
