@@ -12,6 +12,8 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || need_pkgs+=(nftables)
 command -v ping >/dev/null 2>&1 || need_pkgs+=(iputils-ping)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+# objdump: a test reads the bare entry's machine code (tests/bare.rs).
+command -v objdump >/dev/null 2>&1 || need_pkgs+=(binutils)
 # The reference CNI plugins: the CNI chaining tests run netloom beside them.
 [ -x /usr/lib/cni/bridge ] || need_pkgs+=(containernetworking-plugins)
 if [ ${#need_pkgs[@]} -gt 0 ]; then

@@ -58,8 +58,9 @@ impl Service {
         }
     }
 
-    /// SIGTERM; it must exit 0 saying it stopped.
-    fn stop(mut self) {
+    /// SIGTERM; it must exit 0 saying it stopped. What it said after it
+    /// started.
+    fn stop(mut self) -> String {
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(self.child.id() as i32),
             nix::sys::signal::Signal::SIGTERM,
@@ -73,6 +74,7 @@ impl Service {
             "netloom serve exited with {status}: {rest}"
         );
         assert!(rest.contains("stopped serving"), "{rest}");
+        rest
     }
 }
 
@@ -172,7 +174,7 @@ fn served_connects_and_disconnects_do_the_work_and_answer_alike() {
 
     // Stopped: the socket is gone; required service fails, auto does the
     // work itself.
-    svc.stop();
+    let _ = svc.stop();
     assert!(!w
         .sh(&format!("test -e {STATE}/netloom.sock"))
         .status
@@ -218,7 +220,7 @@ fn a_long_running_service_keeps_its_write_ahead_log_small() {
         max = max.max(wal());
     }
     assert!(max < 2 << 20, "the log grew to {max} bytes");
-    svc.stop();
+    let _ = svc.stop();
     w.assert_clean();
 }
 
@@ -290,7 +292,7 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     };
     let (svc, err) = refused_by(&there, std::path::Path::new(BIN));
     assert!(err.contains("another network namespace"), "{err}");
-    svc.stop();
+    let _ = svc.stop();
 
     // A binary of another build (its build ID changed) is another binary.
     let other = dir.join("netloom-other");
@@ -322,7 +324,7 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     assert!(out.status.success(), "{}", text(&out));
     let addrs = here.addrs("a", "eth0");
     assert!(addrs.contains(&"10.88.0.2/24".to_string()), "{addrs:?}");
-    svc.stop();
+    let _ = svc.stop();
     // A byte-for-byte copy runs the same code: it serves.
     let copy = dir.join("netloom-copy");
     std::fs::copy(BIN, &copy).unwrap();
@@ -345,7 +347,7 @@ fn a_service_of_other_namespaces_or_another_binary_is_not_used() {
     assert!(err.contains("another mount namespace"), "{err}");
     let out = cli(&here, "require", &["disconnect", "web", "a"]);
     assert!(out.status.success(), "{}", text(&out));
-    svc.stop();
+    let _ = svc.stop();
     let out = cli(&here, "off", &["check"]);
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
@@ -420,7 +422,7 @@ fn cni_add_check_del_are_served() {
     }
     assert!(!c.ping("c1", cni_support::bare(&ips[1])), "c2 is gone");
     c.assert_clean();
-    svc.stop();
+    let _ = svc.stop();
     // No service: required, ADD fails with "try again later" (11).
     let ns = c.netns("c3");
     let vars = [
@@ -504,5 +506,156 @@ fn parallel_cni_calls_through_a_service_with_two_workers() {
     });
     assert!(c.endpoints().is_empty(), "{:?}", c.endpoints());
     c.assert_clean();
-    svc.stop();
+    let _ = svc.stop();
+}
+
+/// Served commands go out from the bare entry (before the C library
+/// starts): the service logs each such request. A line the service would
+/// not take as it is (here `-v`, which asks for the command's own log) is
+/// refused there, and the command then starts as usual and does the work
+/// itself.
+#[test]
+fn the_bare_entry_sends_served_commands_and_falls_back_when_refused() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "web", "--subnet", "10.88.0.0/24"]);
+    w.ok(&["sandbox", "create", "a"]);
+    let mut serve = w.host.command(BIN);
+    serve
+        .env("NETLOOM_STATE_DIR", STATE)
+        .env("NETLOOM_LOG", "debug")
+        .arg("serve");
+    let svc = Service::start(serve);
+    let out = in_world(&w, "require", &["connect", "web", "a", "-p", "8080:80"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("eth0 10.88.0.2/24 "),
+        "{}",
+        text(&out)
+    );
+    let out = in_world(&w, "require", &["disconnect", "web", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    // Refused at the service, done by the command itself.
+    let out = in_world(&w, "auto", &["-v", "connect", "web", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(w.links_in_service(Some("a")).contains(&"eth0".to_string()));
+    let said = svc.stop();
+    let served = said
+        .matches("a request from the bare entry: served")
+        .count();
+    assert_eq!(served, 2, "{said}");
+    assert!(
+        said.contains("a request from the bare entry: refused (a command line for the full parser"),
+        "{said}"
+    );
+    let out = in_world(&w, "off", &["disconnect", "web", "a"]);
+    assert!(out.status.success(), "{}", text(&out));
+    w.assert_clean();
+}
+
+/// A listener at `dir/state/netloom.sock` that takes one request whole and
+/// closes without an answer, as a service that died mid-request would;
+/// joined, it gives how many connections it took in `wait`.
+fn silent_service(dir: &std::path::Path) -> std::thread::JoinHandle<usize> {
+    use std::io::Read;
+    std::fs::create_dir_all(dir.join("state")).unwrap();
+    let listener = std::os::unix::net::UnixListener::bind(dir.join("state/netloom.sock")).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        let mut taken = 0;
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < until {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    s.set_nonblocking(false).unwrap();
+                    taken += 1;
+                    let mut head = [0u8; 8];
+                    s.read_exact(&mut head).unwrap();
+                    assert_eq!(&head[..4], b"NLB1", "a request from the bare entry");
+                    let len = u32::from_le_bytes(head[4..].try_into().unwrap()) as usize;
+                    let mut body = vec![0u8; len];
+                    s.read_exact(&mut body).unwrap();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if taken > 0 {
+                        // A second connection would come at once.
+                        std::thread::sleep(std::time::Duration::from_millis(300));
+                        if listener.accept().is_ok() {
+                            taken += 1;
+                        }
+                        return taken;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        taken
+    })
+}
+
+/// A request the service took and never answered is reported as possibly
+/// half done, by the command line and by the CNI plugin alike, and not
+/// sent again (the command does not do the work itself either).
+#[test]
+fn a_request_without_an_answer_is_reported_not_repeated() {
+    let Some(w) = World::new() else { return };
+    let dir = std::env::temp_dir().join(format!("netloom-lost-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let state = dir.join("state");
+    let state_str = state.to_str().unwrap();
+
+    let silent = silent_service(&dir);
+    let out = w
+        .host
+        .command(BIN)
+        .env("NETLOOM_STATE_DIR", state_str)
+        .args(["connect", "web", "a"])
+        .output()
+        .unwrap();
+    assert_eq!(silent.join().unwrap(), 1, "asked once");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("took the request but gave no answer (it closed the connection)")
+            && err.contains("netloom gc"),
+        "{err}"
+    );
+    std::fs::remove_file(state.join("netloom.sock")).unwrap();
+
+    // A CNI ADD: the error object, naming the same.
+    let silent = silent_service(&dir);
+    let conf = json!({
+        "cniVersion": "1.1.0", "name": "web", "type": "netloom",
+        "driver": "bridge", "subnets": ["10.88.0.0/24"], "stateDir": state_str
+    });
+    let mut child = w
+        .host
+        .command(BIN)
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", "c1")
+        .env("CNI_NETNS", "/run/netns/c1")
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/nowhere")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        conf.to_string().as_bytes(),
+    )
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(silent.join().unwrap(), 1, "asked once");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let e: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        e["msg"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("took the request but gave no answer"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

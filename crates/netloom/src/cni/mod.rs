@@ -143,7 +143,20 @@ fn emit(out: &[u8], code: u8) -> ExitCode {
 
 pub fn main() -> ExitCode {
     let mut stdin = Vec::new();
-    let read = std::io::stdin().read_to_end(&mut stdin);
+    // The bare entry may have read stdin already (all of it, or the
+    // first part of a long one).
+    let read = match netloom_bare::stdin() {
+        Some(Ok((bytes, complete))) => {
+            stdin.extend_from_slice(bytes);
+            if complete {
+                Ok(stdin.len())
+            } else {
+                std::io::stdin().read_to_end(&mut stdin)
+            }
+        }
+        Some(Err(errno)) => Err(std::io::Error::from_raw_os_error(errno)),
+        None => std::io::stdin().read_to_end(&mut stdin),
+    };
     if read.is_ok() {
         if let Some(code) = forward(&stdin) {
             return code;
@@ -171,27 +184,121 @@ pub fn serve(vars: BTreeMap<String, String>, stdin: &[u8]) -> (Vec<u8>, u8) {
     render(outcome, stdin)
 }
 
+/// How a plugin call stands towards `netloom serve`.
+pub enum ToService {
+    /// Not one for the service: the process does the work.
+    No,
+    /// One for the service that it cannot take, and why (an error under
+    /// `NETLOOM_SERVICE=require`, else the process does the work).
+    Cannot {
+        why: String,
+        command: String,
+        state_dir: std::path::PathBuf,
+    },
+    /// This job, for the service of this state directory.
+    Ask {
+        job: crate::service::Job,
+        command: String,
+        state_dir: std::path::PathBuf,
+    },
+}
+
+/// Reads a plugin call, `vars` being its environment (of it, at least
+/// `CNI_*` and `NETLOOM_*`), as far as deciding whether the service takes
+/// it: ADD, DEL and CHECK in a mode that allows it, with a config that
+/// parses. Used by the plugin process and, on what the bare entry sends,
+/// by the service.
+pub fn to_service(
+    vars: &BTreeMap<String, String>,
+    stdin: &[u8],
+) -> (crate::service::client::Mode, ToService) {
+    use crate::service::client::Mode;
+    let Ok(mode) = Mode::parse(vars.get(crate::service::MODE_ENV).map(String::as_str)) else {
+        return (Mode::Auto, ToService::No);
+    };
+    let given = |name: &str| vars.get(name).filter(|v| !v.is_empty()).cloned();
+    let Some(command) =
+        given("CNI_COMMAND").filter(|c| ["ADD", "DEL", "CHECK"].contains(&c.as_str()))
+    else {
+        return (mode, ToService::No);
+    };
+    if mode == Mode::Off || (mode == Mode::Auto && vars.contains_key("NETLOOM_LOG")) {
+        return (mode, ToService::No);
+    }
+    let Ok(conf) = NetConf::parse(stdin) else {
+        return (mode, ToService::No);
+    };
+    let call: BTreeMap<String, String> = config::VARS
+        .iter()
+        .filter_map(|name| Some((name.to_string(), given(name)?)))
+        .collect();
+    let Ok(state_dir) = config::with_vars(call.clone(), || conf.state_dir()) else {
+        return (mode, ToService::No);
+    };
+    let why_not = if !state_dir.is_absolute() {
+        Some(format!(
+            "the state directory {} is relative",
+            state_dir.display()
+        ))
+    } else if given("CNI_NETNS").is_some_and(|n| !n.starts_with('/')) {
+        Some("CNI_NETNS is a relative path".to_string())
+    } else {
+        None
+    };
+    let Ok(stdin_text) = std::str::from_utf8(stdin) else {
+        return (mode, ToService::No);
+    };
+    if let Some(why) = why_not {
+        return (
+            mode,
+            ToService::Cannot {
+                why,
+                command,
+                state_dir,
+            },
+        );
+    }
+    let job = crate::service::Job::Cni {
+        env: call,
+        stdin: stdin_text.to_string(),
+        state_dir: state_dir.clone(),
+    };
+    (
+        mode,
+        ToService::Ask {
+            job,
+            command,
+            state_dir,
+        },
+    )
+}
+
 /// Hands ADD, DEL and CHECK to `netloom serve` when one serves the
 /// config's state directory: the exit code, or `None` when this process
 /// is to do the work (also for every error, which it reports itself).
 fn forward(stdin: &[u8]) -> Option<ExitCode> {
     use crate::service::client::{ask, Mode, Outcome};
-    let command = config::var("CNI_COMMAND")?;
-    if !["ADD", "DEL", "CHECK"].contains(&command.as_str()) {
-        return None;
-    }
-    let mode = Mode::from_env().ok()?;
-    if mode == Mode::Off || (mode == Mode::Auto && std::env::var_os("NETLOOM_LOG").is_some()) {
-        return None;
-    }
-    let conf = NetConf::parse(stdin).ok()?;
-    let state_dir = conf.state_dir().ok()?;
+    // As `std::env::var` reads them (a value that is not UTF-8 is not
+    // there), but for NETLOOM_LOG, which counts when set at all.
+    let vars: BTreeMap<String, String> = std::env::vars_os()
+        .filter_map(|(k, v)| {
+            let k = k.into_string().ok()?;
+            let v = match v.into_string() {
+                Ok(v) => v,
+                Err(v) if k == "NETLOOM_LOG" => v.to_string_lossy().into_owned(),
+                Err(_) => return None,
+            };
+            Some((k, v))
+        })
+        .filter(|(k, _)| k.starts_with("CNI_") || k.starts_with("NETLOOM_"))
+        .collect();
+    let (mode, to) = to_service(&vars, stdin);
     // This process answers with the error itself.
     let fail = |e: CniError| {
         let (out, code) = render(Err(e), stdin);
         Some(emit(&out, code))
     };
-    let refuse = |why: String| {
+    let refuse = |why: String, command: &str, state_dir: &std::path::Path| {
         fail(CniError::new(
             code::TRY_AGAIN,
             format!(
@@ -202,37 +309,28 @@ fn forward(stdin: &[u8]) -> Option<ExitCode> {
             ),
         ))
     };
-    let netns_relative = config::var("CNI_NETNS").is_some_and(|n| !n.starts_with('/'));
-    let why_not = if !state_dir.is_absolute() {
-        Some(format!(
-            "the state directory {} is relative",
-            state_dir.display()
-        ))
-    } else if netns_relative {
-        Some("CNI_NETNS is a relative path".to_string())
-    } else {
-        None
-    };
-    let stdin_text = std::str::from_utf8(stdin).ok()?;
-    if let Some(why) = why_not {
-        return if mode == Mode::Require {
-            refuse(why)
-        } else {
-            None
-        };
-    }
-    let vars: BTreeMap<String, String> = config::VARS
-        .iter()
-        .filter_map(|name| Some((name.to_string(), config::var(name)?)))
-        .collect();
-    let job = crate::service::Job::Cni {
-        env: vars,
-        stdin: stdin_text.to_string(),
-        state_dir: state_dir.clone(),
+    let (job, command, state_dir) = match to {
+        ToService::No => return None,
+        ToService::Cannot {
+            why,
+            command,
+            state_dir,
+        } => {
+            return if mode == Mode::Require {
+                refuse(why, &command, &state_dir)
+            } else {
+                None
+            }
+        }
+        ToService::Ask {
+            job,
+            command,
+            state_dir,
+        } => (job, command, state_dir),
     };
     match ask(&state_dir, job) {
         Outcome::Done(output) => Some(output.print()),
-        Outcome::NotServed(why) if mode == Mode::Require => refuse(why),
+        Outcome::NotServed(why) if mode == Mode::Require => refuse(why, &command, &state_dir),
         Outcome::NotServed(_) => None,
         Outcome::Lost(why) => fail(CniError::new(code::KERNEL, why)),
     }

@@ -31,7 +31,7 @@ impl Mode {
     }
 
     /// The mode a value of [`MODE_ENV`] names (`None`: unset).
-    fn parse(value: Option<&str>) -> Result<Mode, String> {
+    pub fn parse(value: Option<&str>) -> Result<Mode, String> {
         match value {
             None | Some("") | Some("auto") => Ok(Mode::Auto),
             Some("off") => Ok(Mode::Off),
@@ -57,6 +57,17 @@ pub enum Outcome {
 /// Sends `job` to the service of `state_dir`.
 pub fn ask(state_dir: &Path, job: Job) -> Outcome {
     let socket = socket_path(state_dir);
+    // The bare entry sent this request already and got no answer: the
+    // work may be half done, and asking again would do it twice.
+    if let Some((errno, path)) = netloom_bare::lost() {
+        if path == socket.as_os_str().as_bytes() {
+            let why = match errno {
+                Some(e) => io::Error::from_raw_os_error(e).to_string(),
+                None => "it closed the connection".to_string(),
+            };
+            return Outcome::Lost(lost_message(&socket, &why));
+        }
+    }
     let fd = match unix_socket() {
         Ok(fd) => fd,
         Err(e) => return Outcome::NotServed(format!("cannot open a unix socket: {e}")),
@@ -101,11 +112,15 @@ pub fn ask(state_dir: &Path, job: Job) -> Outcome {
             "the service on {} refused it: {why}",
             socket.display()
         )),
-        Err(e) => Outcome::Lost(format!(
-            "the service on {} took the request but gave no answer ({e}); the change may be half made: `netloom check` shows it and `netloom gc` finishes or undoes it",
-            socket.display()
-        )),
+        Err(e) => Outcome::Lost(lost_message(&socket, &e.to_string())),
     }
+}
+
+fn lost_message(socket: &Path, why: &str) -> String {
+    format!(
+        "the service on {} took the request but gave no answer ({why}); the change may be half made: `netloom check` shows it and `netloom gc` finishes or undoes it",
+        socket.display()
+    )
 }
 
 /// A unix stream socket, not connected yet.
@@ -189,12 +204,40 @@ pub fn forward_cli(cli: &Cli) -> Option<ExitCode> {
     forward(&cli.state_dir, cli.verbose, job)
 }
 
-fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
-    let sandbox = match &job {
+/// Whether a command's job goes to the service.
+pub enum Gate {
+    Ask,
+    /// Not in this mode, or not a job for it: the command does the work.
+    No,
+    /// It would, but cannot, and why (an error under `require`).
+    Cannot(String),
+}
+
+/// Decides [`Gate`] for `job` in `mode`, with `verbose` from the command
+/// line and `log` whether `NETLOOM_LOG` is set. Used by the command and, on
+/// what the bare entry sends, by the service.
+pub fn gate(mode: Mode, verbose: u8, log: bool, job: &Job) -> Gate {
+    let sandbox = match job {
         Job::Connect { args, .. } => args.sandbox.as_str(),
         Job::Disconnect { sandbox, .. } => sandbox.as_str(),
-        Job::Cni { .. } => return None,
+        Job::Cni { .. } => return Gate::No,
     };
+    match mode {
+        Mode::Off => return Gate::No,
+        Mode::Auto if verbose > 0 || log => return Gate::No,
+        _ => {}
+    }
+    // A relative namespace path means another file in the service's
+    // working directory.
+    if sandbox.contains('/') && !sandbox.starts_with('/') {
+        return Gate::Cannot(format!(
+            "the sandbox path {sandbox:?} is relative; give it from /"
+        ));
+    }
+    Gate::Ask
+}
+
+fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
     let refuse = |why: String| {
         eprintln!(
             "{}",
@@ -212,20 +255,12 @@ fn forward(state_dir: &Path, verbose: u8, job: Job) -> Option<ExitCode> {
             return Some(ExitCode::FAILURE);
         }
     };
-    match mode {
-        Mode::Off => return None,
-        Mode::Auto if verbose > 0 || std::env::var_os("NETLOOM_LOG").is_some() => return None,
-        _ => {}
-    }
-    // A relative namespace path means another file in the service's
-    // working directory.
-    if sandbox.contains('/') && !sandbox.starts_with('/') {
-        return match mode {
-            Mode::Require => refuse(format!(
-                "the sandbox path {sandbox:?} is relative; give it from /"
-            )),
-            _ => None,
-        };
+    let log = std::env::var_os("NETLOOM_LOG").is_some();
+    match gate(mode, verbose, log, &job) {
+        Gate::Ask => {}
+        Gate::No => return None,
+        Gate::Cannot(why) if mode == Mode::Require => return refuse(why),
+        Gate::Cannot(_) => return None,
     }
     match ask(state_dir, job) {
         Outcome::Done(output) => Some(output.print()),

@@ -19,6 +19,7 @@
 //! `NETLOOM_SERVICE=off` always runs it in the command; `=require` fails
 //! instead of doing so.
 
+mod bare;
 pub mod client;
 mod identity;
 mod quick;
@@ -148,6 +149,11 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, value: &T) -> io::Result<()
 pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result<T> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
+    read_frame_body(len, r)
+}
+
+/// [`read_frame`] after its first 4 bytes (the length) were read.
+fn read_frame_body<T: for<'de> Deserialize<'de>>(len: [u8; 4], r: &mut impl Read) -> io::Result<T> {
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(

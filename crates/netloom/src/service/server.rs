@@ -8,7 +8,7 @@
 //! and SIGHUP are taken with `sigwait` on the main thread: the socket is
 //! removed first, then the requests under way are finished.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::net::{UnixDatagram, UnixListener, UnixStream};
@@ -24,7 +24,7 @@ use netloom_engine::model::ModelError;
 use netloom_engine::EngineError;
 
 use super::{
-    become_worker, collect_log, engine, forget_kept_engine, read_frame, socket_path,
+    bare, become_worker, collect_log, engine, forget_kept_engine, read_frame_body, socket_path,
     tidy_kept_engine, write_frame, Identity, Job, Output, Reply, Request,
 };
 
@@ -200,22 +200,56 @@ pub fn serve(state_dir: &Path, workers: usize) -> Result<ExitCode, EngineError> 
 fn handle(shared: &Shared, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
-    let reply = match read_frame::<Request>(&mut stream) {
-        // A whole frame this binary cannot read: another one sent it.
-        Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Reply::Refused(format!(
-            "it cannot read the request ({e}): it runs another netloom binary than the command; restart `netloom serve` with this one"
-        ))),
-        Err(_) => None,
-        Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
-            Some(Reply::Refused("it is stopping".into()))
+    let mut head = [0u8; 4];
+    if stream.read_exact(&mut head).is_err() {
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        return;
+    }
+    if head == netloom_bare::MAGIC {
+        let reply = match bare::read(&mut stream) {
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
+                Some(Reply::Refused(format!("it cannot read the request ({e})")))
+            }
+            Err(_) => None,
+            Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
+                Some(Reply::Refused("it is stopping".into()))
+            }
+            Ok(req) => Some(match shared.identity.mismatch(&req.identity) {
+                Some(why) => Reply::Refused(why),
+                None => match bare::job(&req) {
+                    Ok(job) => run(shared, job),
+                    Err(why) => Reply::Refused(why),
+                },
+            }),
+        };
+        if let Some(reply) = &reply {
+            tracing::debug!(
+                "a request from the bare entry: {}",
+                match reply {
+                    Reply::Done(_) => "served".to_string(),
+                    Reply::Refused(why) => format!("refused ({why})"),
+                }
+            );
+            let _ = bare::write_reply(&mut stream, reply);
         }
-        Ok(req) => Some(match shared.identity.mismatch(&req.identity) {
-            Some(why) => Reply::Refused(why),
-            None => run(shared, req.job),
-        }),
-    };
-    if let Some(reply) = reply {
-        let _ = write_frame(&mut stream, &reply);
+    } else {
+        let reply = match read_frame_body::<Request>(head, &mut stream) {
+            // A whole frame this binary cannot read: another one sent it.
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Reply::Refused(format!(
+                "it cannot read the request ({e}): it runs another netloom binary than the command; restart `netloom serve` with this one"
+            ))),
+            Err(_) => None,
+            Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
+                Some(Reply::Refused("it is stopping".into()))
+            }
+            Ok(req) => Some(match shared.identity.mismatch(&req.identity) {
+                Some(why) => Reply::Refused(why),
+                None => run(shared, req.job),
+            }),
+        };
+        if let Some(reply) = reply {
+            let _ = write_frame(&mut stream, &reply);
+        }
     }
     // The caller has its answer: what is left is off its clock.
     drop(stream);
