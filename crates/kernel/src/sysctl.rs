@@ -82,7 +82,7 @@ impl Netns {
 pub fn disable_ipv6_here(link: &str) -> Result<bool> {
     crate::types::check_ifname(link)
         .map_err(|why| Error::invalid(format!("turn IPv6 off on {link}"), why))?;
-    if !std::path::Path::new("/proc/sys/net/ipv6").exists() {
+    if !kernel_has_ipv6() {
         return Ok(false);
     }
     let key = format!("net/ipv6/conf/{link}/disable_ipv6");
@@ -90,6 +90,14 @@ pub fn disable_ipv6_here(link: &str) -> Result<bool> {
     let here = "the namespace netloom runs in";
     write_opened_here(&setting, &sysctl_paths(&setting, here)?, here)?;
     Ok(true)
+}
+
+/// Whether the kernel has IPv6, looked at once per process (a `statx` on
+/// every connect otherwise). At worst, IPv6 loaded later goes unnoticed
+/// here, and ports keep IPv6 on as before this existed.
+fn kernel_has_ipv6() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| std::path::Path::new("/proc/sys/net/ipv6").exists())
 }
 
 /// The paths of `settings`' keys, checked before any is written.

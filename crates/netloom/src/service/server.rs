@@ -200,13 +200,16 @@ pub fn serve(state_dir: &Path, workers: usize) -> Result<ExitCode, EngineError> 
 fn handle(shared: &Shared, mut stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(CLIENT_TIMEOUT));
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
+    // A request usually arrives whole before the worker looks: one read
+    // takes it, instead of one for each part.
+    let mut input = io::BufReader::with_capacity(16 << 10, &stream);
     let mut head = [0u8; 4];
-    if stream.read_exact(&mut head).is_err() {
+    if input.read_exact(&mut head).is_err() {
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;
     }
     if head == netloom_bare::MAGIC {
-        let reply = match bare::read(&mut stream) {
+        let reply = match bare::read(&mut input) {
             Err(e) if e.kind() == io::ErrorKind::InvalidData => {
                 Some(Reply::Refused(format!("it cannot read the request ({e})")))
             }
@@ -233,7 +236,7 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
             let _ = bare::write_reply(&mut stream, reply);
         }
     } else {
-        let reply = match read_frame_body::<Request>(head, &mut stream) {
+        let reply = match read_frame_body::<Request>(head, &mut input) {
             // A whole frame this binary cannot read: another one sent it.
             Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Reply::Refused(format!(
                 "it cannot read the request ({e}): it runs another netloom binary than the command; restart `netloom serve` with this one"
