@@ -45,12 +45,15 @@ impl Service {
             }
         };
         let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        // Its log lines (when it logs at debug level) may come first.
+        let mut said = String::new();
         let mut line = String::new();
-        stderr.read_line(&mut line).unwrap();
-        assert!(
-            line.contains("serving"),
-            "netloom serve did not start: {line:?}"
-        );
+        while !line.contains("serving") {
+            line.clear();
+            let n = stderr.read_line(&mut line).unwrap();
+            said.push_str(&line);
+            assert!(n > 0, "netloom serve did not start: {said:?}");
+        }
         Service {
             child,
             stderr,
@@ -367,7 +370,7 @@ fn cni_add_check_del_are_served() {
         return;
     };
     let mut serve = c.netloom_command();
-    serve.arg("serve");
+    serve.env("NETLOOM_LOG", "debug").arg("serve");
     let svc = Service::start(serve);
     let conf = cni_support::conf(
         "1.1.0",
@@ -421,8 +424,37 @@ fn cni_add_check_del_are_served() {
         c.run("DEL", &vars, del.to_string().as_bytes()).ok_empty();
     }
     assert!(!c.ping("c1", cni_support::bare(&ips[1])), "c2 is gone");
+    // IPAM mode (netloom under another plugin, such as the reference
+    // bridge, which passes its whole config) is served as well.
+    let ipam_conf = json!({
+        "cniVersion": "1.1.0", "name": "refbr", "type": "bridge",
+        "ipam": {"type": "netloom", "ranges": [[{"subnet": "10.71.0.0/24", "gateway": "10.71.0.1"}]]}
+    });
+    let ns = c.netns("i1");
+    let vars = [
+        ("CNI_CONTAINERID", "i1"),
+        ("CNI_IFNAME", "eth0"),
+        ("CNI_NETNS", ns.as_str()),
+        req,
+    ];
+    let r = c.run("ADD", &vars, ipam_conf.to_string().as_bytes()).ok();
+    assert_eq!(
+        cni_support::ips_of(&r),
+        vec!["10.71.0.2/24".to_string()],
+        "{r}"
+    );
+    c.run("DEL", &vars, ipam_conf.to_string().as_bytes())
+        .ok_empty();
     c.assert_clean();
-    let _ = svc.stop();
+    // Each call went out from the bare entry and was served: two ADDs, two
+    // CHECKs, the failing ADD and two DELs; the IPAM ADD and DEL.
+    let said = svc.stop();
+    assert_eq!(
+        said.matches("a request from the bare entry: served")
+            .count(),
+        9,
+        "{said}"
+    );
     // No service: required, ADD fails with "try again later" (11).
     let ns = c.netns("c3");
     let vars = [
