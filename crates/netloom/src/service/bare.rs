@@ -25,7 +25,7 @@ use netloom_bare::{MAGIC, REPLY_DONE, REPLY_REFUSED};
 
 use super::client::{gate, Gate, Mode};
 use super::identity::{Exe, Mounts, Netns};
-use super::{Identity, Job, Reply, MAX_FRAME, MODE_ENV};
+use super::{Identity, Job, Reply, MODE_ENV};
 
 /// A bare request, read.
 pub struct Request {
@@ -45,15 +45,7 @@ pub struct Request {
 pub fn read(r: &mut impl Read) -> io::Result<Request> {
     let mut len = [0u8; 4];
     r.read_exact(&mut len)?;
-    let len = u32::from_le_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("a request of {len} bytes is over the {MAX_FRAME}-byte limit"),
-        ));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
+    let body = super::read_body(len, r)?;
     parse(&body).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::InvalidData,
@@ -189,4 +181,87 @@ pub fn write_reply(w: &mut impl Write, reply: &Reply) -> io::Result<()> {
     }
     w.write_all(&frame)?;
     w.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request body as the bare entry writes it.
+    fn body(state_dir: &str, args: &[&str], env: &[&str], stdin: &[u8]) -> Vec<u8> {
+        let mut b = vec![3, 0xab, 0xcd, 0xef];
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.extend_from_slice(&9u64.to_le_bytes());
+        let string = |b: &mut Vec<u8>, s: &[u8]| {
+            b.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            b.extend_from_slice(s);
+        };
+        string(&mut b, state_dir.as_bytes());
+        b.extend_from_slice(&(args.len() as u32).to_le_bytes());
+        for a in args {
+            string(&mut b, a.as_bytes());
+        }
+        b.extend_from_slice(&(env.len() as u32).to_le_bytes());
+        for e in env {
+            string(&mut b, e.as_bytes());
+        }
+        string(&mut b, stdin);
+        b
+    }
+
+    #[test]
+    fn a_request_parses_whole_or_not_at_all() {
+        let b = body(
+            "/run/st",
+            &["connect", "web", "a"],
+            &["NETLOOM_SERVICE=require", "CNI_ARGS=a=b=c"],
+            b"",
+        );
+        let req = parse(&b).unwrap();
+        assert_eq!(req.identity.exe, Exe::BuildId("abcdef".into()));
+        assert_eq!(req.identity.netns, Netns::Cookie(7));
+        assert_eq!(req.identity.mounts, Mounts::Root(9));
+        assert_eq!(req.args.len(), 3);
+        assert_eq!(req.env["CNI_ARGS"], "a=b=c");
+        assert!(!req.cni);
+        // Cut anywhere, or with bytes left over: refused.
+        for n in 0..b.len() {
+            assert!(parse(&b[..n]).is_none(), "cut at {n}");
+        }
+        let mut longer = b.clone();
+        longer.push(0);
+        assert!(parse(&longer).is_none());
+    }
+
+    fn job_of(state_dir: &str, args: &[&str], env: &[&str]) -> Result<Job, String> {
+        job(&parse(&body(state_dir, args, env, b"")).unwrap())
+    }
+
+    #[test]
+    fn the_service_takes_what_the_command_would_have_handed_it() {
+        let env = ["NETLOOM_STATE_DIR=/run/st"];
+        let ok = job_of("/run/st", &["connect", "web", "a", "-p", "80:80"], &env);
+        assert!(matches!(ok, Ok(Job::Connect { .. })), "{ok:?}");
+        let ok = job_of("/run/st", &["--json", "disconnect", "web", "a"], &env);
+        assert!(
+            matches!(ok, Ok(Job::Disconnect { json: true, .. })),
+            "{ok:?}"
+        );
+        // Asked at another state directory's socket than the line names.
+        let e = job_of("/run/other", &["connect", "web", "a"], &env).unwrap_err();
+        assert!(e.contains("/run/other") && e.contains("/run/st"), "{e}");
+        // What the full parser reads, or what the command does itself.
+        assert!(job_of("/run/st", &["-v", "connect", "web", "a"], &env).is_err());
+        assert!(job_of("/run/st", &["exec", "a", "--", "connect"], &env).is_err());
+        let logging = ["NETLOOM_STATE_DIR=/run/st", "NETLOOM_LOG=debug"];
+        assert!(job_of("/run/st", &["connect", "web", "a"], &logging).is_err());
+        let required = [
+            "NETLOOM_STATE_DIR=/run/st",
+            "NETLOOM_LOG=debug",
+            "NETLOOM_SERVICE=require",
+        ];
+        assert!(job_of("/run/st", &["connect", "web", "a"], &required).is_ok());
+        let e = job_of("/run/st", &["connect", "web", "ns/a"], &env).unwrap_err();
+        assert!(e.contains("relative"), "{e}");
+    }
 }

@@ -154,6 +154,13 @@ pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> io::Result
 
 /// [`read_frame`] after its first 4 bytes (the length) were read.
 fn read_frame_body<T: for<'de> Deserialize<'de>>(len: [u8; 4], r: &mut impl Read) -> io::Result<T> {
+    let body = read_body(len, r)?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+/// The body of a frame whose length (4 bytes, little-endian) was read;
+/// refused, unread, when it is over [`MAX_FRAME`].
+fn read_body(len: [u8; 4], r: &mut impl Read) -> io::Result<Vec<u8>> {
     let len = u32::from_le_bytes(len) as usize;
     if len > MAX_FRAME {
         return Err(io::Error::new(
@@ -163,7 +170,7 @@ fn read_frame_body<T: for<'de> Deserialize<'de>>(len: [u8; 4], r: &mut impl Read
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body)?;
-    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    Ok(body)
 }
 
 thread_local! {
