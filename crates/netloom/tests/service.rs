@@ -52,7 +52,11 @@ impl Service {
             line.clear();
             let n = stderr.read_line(&mut line).unwrap();
             said.push_str(&line);
-            assert!(n > 0, "netloom serve did not start: {said:?}");
+            if n == 0 {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("netloom serve did not start: {said:?}");
+            }
         }
         Service {
             child,
