@@ -93,7 +93,10 @@ fn parse(body: &[u8]) -> Option<Request> {
     let mut cni = false;
     for _ in 0..c.u32()? {
         let entry = c.string()?;
-        let at = entry.iter().position(|&b| b == b'=')?;
+        // An entry without `=` (execve allows one) is no variable.
+        let Some(at) = entry.iter().position(|&b| b == b'=') else {
+            continue;
+        };
         let (name, value) = (&entry[..at], &entry[at + 1..]);
         cni |= name == b"CNI_COMMAND";
         if let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) {
@@ -214,7 +217,7 @@ mod tests {
         let b = body(
             "/run/st",
             &["connect", "web", "a"],
-            &["NETLOOM_SERVICE=require", "CNI_ARGS=a=b=c"],
+            &["NETLOOM_SERVICE=require", "CNI_ARGS=a=b=c", "CNI_ODD"],
             b"",
         );
         let req = parse(&b).unwrap();
@@ -223,6 +226,7 @@ mod tests {
         assert_eq!(req.identity.mounts, Mounts::Root(9));
         assert_eq!(req.args.len(), 3);
         assert_eq!(req.env["CNI_ARGS"], "a=b=c");
+        assert_eq!(req.env.len(), 2, "{:?}", req.env);
         assert!(!req.cni);
         // Cut anywhere, or with bytes left over: refused.
         for n in 0..b.len() {
