@@ -144,13 +144,14 @@ pub(crate) fn serve(start: &Start) {
     let mut env_state_dir = None;
     let mut env_len = 0usize;
     let mut env_count = 0usize;
+    // The first entry of a name counts, as for `getenv`.
     start.env(|e| {
         if let Some(v) = e.value_of(Bytes::of(b"CNI_COMMAND=")) {
-            cni_command = Some(v);
+            cni_command = cni_command.or(Some(v));
         } else if let Some(v) = e.value_of(Bytes::of(b"NETLOOM_SERVICE=")) {
-            mode = Some(v);
+            mode = mode.or(Some(v));
         } else if let Some(v) = e.value_of(Bytes::of(b"NETLOOM_STATE_DIR=")) {
-            env_state_dir = Some(v);
+            env_state_dir = env_state_dir.or(Some(v));
         } else if e.starts_with(Bytes::of(b"NETLOOM_LOG=")) {
             log = true;
         }

@@ -278,20 +278,22 @@ pub fn to_service(
 /// is to do the work (also for every error, which it reports itself).
 fn forward(stdin: &[u8]) -> Option<ExitCode> {
     use crate::service::client::{ask, Mode, Outcome};
-    // As `std::env::var` reads them (a value that is not UTF-8 is not
-    // there), but for NETLOOM_LOG, which counts when set at all.
-    let vars: BTreeMap<String, String> = std::env::vars_os()
-        .filter_map(|(k, v)| {
-            let k = k.into_string().ok()?;
-            let v = match v.into_string() {
-                Ok(v) => v,
-                Err(v) if k == "NETLOOM_LOG" => v.to_string_lossy().into_owned(),
-                Err(_) => return None,
-            };
-            Some((k, v))
-        })
-        .filter(|(k, _)| k.starts_with("CNI_") || k.starts_with("NETLOOM_"))
-        .collect();
+    // As `std::env::var` reads them (the first entry of a name; a value
+    // that is not UTF-8 is not there), but for NETLOOM_LOG, which counts
+    // when set at all.
+    let mut vars: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in std::env::vars_os() {
+        let Ok(k) = k.into_string() else { continue };
+        if !(k.starts_with("CNI_") || k.starts_with("NETLOOM_")) || vars.contains_key(&k) {
+            continue;
+        }
+        let v = match v.into_string() {
+            Ok(v) => v,
+            Err(v) if k == "NETLOOM_LOG" => v.to_string_lossy().into_owned(),
+            Err(_) => continue,
+        };
+        vars.insert(k, v);
+    }
     let (mode, to) = to_service(&vars, stdin);
     // This process answers with the error itself.
     let fail = |e: CniError| {

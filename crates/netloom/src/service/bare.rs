@@ -100,7 +100,9 @@ fn parse(body: &[u8]) -> Option<Request> {
         let (name, value) = (&entry[..at], &entry[at + 1..]);
         cni |= name == b"CNI_COMMAND";
         if let (Ok(name), Ok(value)) = (std::str::from_utf8(name), std::str::from_utf8(value)) {
-            env.insert(name.to_string(), value.to_string());
+            // The first entry of a name counts, as for `getenv`.
+            env.entry(name.to_string())
+                .or_insert_with(|| value.to_string());
         }
     }
     let stdin = c.string()?.to_vec();
@@ -217,7 +219,12 @@ mod tests {
         let b = body(
             "/run/st",
             &["connect", "web", "a"],
-            &["NETLOOM_SERVICE=require", "CNI_ARGS=a=b=c", "CNI_ODD"],
+            &[
+                "NETLOOM_SERVICE=require",
+                "CNI_ARGS=a=b=c",
+                "CNI_ODD",
+                "CNI_ARGS=later",
+            ],
             b"",
         );
         let req = parse(&b).unwrap();
