@@ -208,49 +208,47 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
         return;
     }
-    if head == netloom_bare::MAGIC {
-        let reply = match bare::read(&mut input) {
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => {
-                Some(Reply::Refused(format!("it cannot read the request ({e})")))
-            }
-            Err(_) => None,
-            Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
-                Some(Reply::Refused("it is stopping".into()))
-            }
-            Ok(req) => Some(match shared.identity.mismatch(&req.identity) {
-                Some(why) => Reply::Refused(why),
-                None => match bare::job(&req) {
+    let from_bare = head == netloom_bare::MAGIC;
+    let asked = if from_bare {
+        bare::read(&mut input).map(Asked::Bare)
+    } else {
+        read_frame_body::<Request>(head, &mut input).map(Asked::Frame)
+    };
+    let reply = match asked {
+        // A bare request that does not parse: the command starts as usual.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData && from_bare => {
+            Some(Reply::Refused(format!("it cannot read the request ({e})")))
+        }
+        // A whole frame this binary cannot read: another one sent it.
+        Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Reply::Refused(format!(
+            "it cannot read the request ({e}): it runs another netloom binary than the command; restart `netloom serve` with this one"
+        ))),
+        Err(_) => None,
+        Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
+            Some(Reply::Refused("it is stopping".into()))
+        }
+        Ok(asked) => Some(match shared.identity.mismatch(asked.identity()) {
+            Some(why) => Reply::Refused(why),
+            None => match asked {
+                Asked::Frame(req) => run(shared, req.job),
+                Asked::Bare(req) => match bare::job(&req) {
                     Ok(job) => run(shared, job),
                     Err(why) => Reply::Refused(why),
                 },
-            }),
-        };
-        if let Some(reply) = &reply {
+            },
+        }),
+    };
+    if let Some(reply) = reply {
+        if from_bare {
             tracing::debug!(
                 "a request from the bare entry: {}",
-                match reply {
+                match &reply {
                     Reply::Done(_) => "served".to_string(),
                     Reply::Refused(why) => format!("refused ({why})"),
                 }
             );
-            let _ = bare::write_reply(&mut stream, reply);
-        }
-    } else {
-        let reply = match read_frame_body::<Request>(head, &mut input) {
-            // A whole frame this binary cannot read: another one sent it.
-            Err(e) if e.kind() == io::ErrorKind::InvalidData => Some(Reply::Refused(format!(
-                "it cannot read the request ({e}): it runs another netloom binary than the command; restart `netloom serve` with this one"
-            ))),
-            Err(_) => None,
-            Ok(_) if shared.stopping.load(Ordering::SeqCst) => {
-                Some(Reply::Refused("it is stopping".into()))
-            }
-            Ok(req) => Some(match shared.identity.mismatch(&req.identity) {
-                Some(why) => Reply::Refused(why),
-                None => run(shared, req.job),
-            }),
-        };
-        if let Some(reply) = reply {
+            let _ = bare::write_reply(&mut stream, &reply);
+        } else {
             let _ = write_frame(&mut stream, &reply);
         }
     }
@@ -258,6 +256,22 @@ fn handle(shared: &Shared, mut stream: UnixStream) {
     drop(stream);
     tidy_kept_engine();
     shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// A request as it came: a frame from the program, or the raw line of a
+/// command from its bare entry.
+enum Asked {
+    Frame(Request),
+    Bare(bare::Request),
+}
+
+impl Asked {
+    fn identity(&self) -> &Identity {
+        match self {
+            Asked::Frame(req) => &req.identity,
+            Asked::Bare(req) => &req.identity,
+        }
+    }
 }
 
 /// Whether `a` and `b` name the same directory.
