@@ -65,6 +65,7 @@ impl Engine {
         sandbox: &str,
         opts: &ConnectOptions,
     ) -> Result<Endpoint, EngineError> {
+        self.get_ready();
         let net = self.store.network(network)?;
         let mut driver = self.driver_of(&net)?;
         let sref = SandboxRef::parse(sandbox)?;
@@ -102,7 +103,58 @@ impl Engine {
             leases: Vec::new(),
         };
         ep.host_ifname = driver.host_ifname(&net, &ep);
-        ep.leases = self.store.add_endpoint(&ep, &opts.ips)?;
+
+        // Intent first: the store records the endpoint and allocates its
+        // addresses, then the kernel is touched. An engine that keeps a
+        // helper thread (the service's) has it make the links, which need
+        // no addresses, while this thread records the endpoint and
+        // prepares the rest (its firewall facts): a crash between the two
+        // leaves links with netloom names and no record, which `gc`
+        // removes as it removes any such leftover.
+        let maker = self.driver_of(&net)?;
+        let helper = self.kernel.helper();
+        let mut lent = self.kernel.lend_firewall();
+        let mut recorded = ep.clone();
+        let (kernel, store) = (&mut self.kernel, &mut self.store);
+        let mut links = || maker.make_links(kernel, &net, &ep, &ns);
+        let mut prepare = || {
+            recorded.leases = match store.add_endpoint(&recorded, &opts.ips) {
+                Ok(leases) => leases,
+                Err(e) => return Prepared::NotRecorded(e.into()),
+            };
+            match driver.prepare_join(&mut lent, &net, &recorded, &ns) {
+                Ok(()) => Prepared::Done,
+                Err(e) => Prepared::Recorded(e),
+            }
+        };
+        let (made, prepared) = match helper {
+            Some(helper) => helper.both(links, prepare),
+            None => match prepare() {
+                Prepared::Done => (links(), Prepared::Done),
+                failed => (Ok(()), failed),
+            },
+        };
+        self.kernel.take_back(lent);
+        let mut ep = recorded;
+        match (prepared, made) {
+            (Prepared::Done, Ok(())) => {}
+            // The store's refusal explains more (a clash, a full pool)
+            // than what the kernel made of the same request. Only the
+            // links are undone: the rules may be another endpoint's.
+            (Prepared::NotRecorded(e), made) => {
+                if made.is_ok() {
+                    if let Err(undo) = maker.unmake_links(&mut self.kernel, &net, &ep, &ns) {
+                        tracing::warn!("{undo}; `netloom gc` removes what is left");
+                    }
+                }
+                return Err(e);
+            }
+            (Prepared::Recorded(e), _) | (Prepared::Done, Err(e)) => {
+                let _ = driver.leave(&mut self.kernel, &net, &ep, Some(&ns));
+                self.forget_endpoint(&ep);
+                return Err(e);
+            }
+        }
 
         let kernel = &mut self.kernel;
         let made = (|| {
@@ -114,12 +166,7 @@ impl Engine {
             let _ = driver.revoke_external_connectivity(kernel, &net, &ep);
             let _ = driver.leave(kernel, &net, &ep, Some(&ns));
             let _ = driver.delete_endpoint(kernel, &net, &ep);
-            if let Err(undo) = self.store.remove_endpoint(&ep.id) {
-                tracing::warn!(
-                    "could not forget endpoint {}: {undo}; `netloom gc` will",
-                    &ep.id[..12]
-                );
-            }
+            self.forget_endpoint(&ep);
             return Err(e);
         }
         self.store
@@ -127,6 +174,16 @@ impl Engine {
         ep.state = EndpointState::Ready;
         tracing::info!(network = %net.name, sandbox = %ep.sandbox, endpoint = %&ep.id[..12], "connected");
         Ok(ep)
+    }
+
+    /// Drops the record of an endpoint whose connect failed.
+    fn forget_endpoint(&mut self, ep: &Endpoint) {
+        if let Err(undo) = self.store.remove_endpoint(&ep.id) {
+            tracing::warn!(
+                "could not forget endpoint {}: {undo}; `netloom gc` will",
+                &ep.id[..12]
+            );
+        }
     }
 
     /// The first `ethN` the sandbox does not use for another endpoint.
@@ -216,4 +273,13 @@ impl Engine {
         tracing::info!(network = %net.name, sandbox = %ep.sandbox, endpoint = %&ep.id[..12], "disconnected");
         Ok(())
     }
+}
+
+/// How recording an endpoint and preparing its join went.
+enum Prepared {
+    Done,
+    /// The store refused it: nothing of it is recorded.
+    NotRecorded(EngineError),
+    /// Recorded, but its preparation failed.
+    Recorded(EngineError),
 }

@@ -36,7 +36,9 @@ pub struct Capability {
 /// gone succeeds, so an interrupted removal can simply be run again. The
 /// endpoint and external-connectivity hooks default to doing nothing, for
 /// drivers that have nothing to do there.
-pub trait Driver {
+/// `Sync`: the engine may make an endpoint's links on a second thread
+/// (see [`Driver::make_links`]).
+pub trait Driver: Sync {
     /// The name users give with `--driver`.
     fn name(&self) -> &'static str;
 
@@ -81,6 +83,52 @@ pub trait Driver {
         _kernel: &mut Kernel,
         _network: &Network,
         _endpoint: &Endpoint,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The part of joining that needs no addresses (the bridge driver's
+    /// veth pair), given the endpoint as it is before they are allocated.
+    /// Called on a separate instance of the driver: an engine that keeps a
+    /// helper thread (see [`crate::overlap`]) makes the links there while
+    /// it records the endpoint and runs [`Driver::prepare_join`].
+    /// `create_endpoint` and `join` follow; `join` does the rest, and
+    /// undoes this too when it fails.
+    fn make_links(
+        &self,
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+        _sandbox: &Netns,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// The part of joining that needs the endpoint's addresses but not its
+    /// links: firewall facts, and opening what `join` will use in the
+    /// sandbox ([`Kernel::open_inside_ahead`]). Runs once the endpoint is
+    /// recorded, possibly while [`Driver::make_links`] runs on another
+    /// thread: `kernel` then holds the firewall only. Undone by `leave`.
+    fn prepare_join(
+        &mut self,
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+        _sandbox: &Netns,
+    ) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// Undoes [`Driver::make_links`] alone, when the endpoint could not be
+    /// recorded. Nothing else of the endpoint's exists then; in particular
+    /// no rule may be touched, as another endpoint may hold what this one
+    /// asked for.
+    fn unmake_links(
+        &self,
+        _kernel: &mut Kernel,
+        _network: &Network,
+        _endpoint: &Endpoint,
+        _sandbox: &Netns,
     ) -> Result<(), EngineError> {
         Ok(())
     }

@@ -4,6 +4,7 @@
 use netloom_kernel::{Netlink, Netns};
 
 use crate::firewall::Firewall;
+use crate::overlap::Helper;
 use crate::EngineError;
 
 /// Kernel access for drivers. Opening is lazy: a command that touches no
@@ -12,6 +13,12 @@ use crate::EngineError;
 pub struct Kernel {
     host: Option<Netlink>,
     firewall: Option<Firewall>,
+    /// A socket in a sandbox, opened before it is needed (see
+    /// [`Kernel::open_inside_ahead`]), with that namespace's inode.
+    ahead: Option<(u64, Netlink)>,
+    /// The engine's helper thread, when it keeps one (see
+    /// [`crate::overlap`]).
+    pub(crate) helper: Option<Helper>,
 }
 
 impl Kernel {
@@ -44,8 +51,61 @@ impl Kernel {
         sandbox: &Netns,
         sysctls: &[(&str, &str)],
     ) -> Result<Netlink, EngineError> {
+        if let Some((inode, nl)) = self.ahead.take() {
+            // Sysctls are written from inside: with some to write, the
+            // trip in is made anyway, and the socket is opened on it.
+            if sysctls.is_empty() && sandbox.inode().is_ok_and(|i| i == inode) {
+                return Ok(nl);
+            }
+        }
         Netlink::open_in_with_sysctls(sandbox, sysctls).map_err(|e| {
             EngineError::kernel(&format!("open netlink in sandbox {}", sandbox.label()), e)
         })
+    }
+
+    /// Opens the socket that the next [`Kernel::inside`] for `sandbox`
+    /// takes, at a time when this thread would otherwise wait. A failure
+    /// is left for that call to meet and report.
+    pub fn open_inside_ahead(&mut self, sandbox: &Netns) {
+        self.ahead = match (sandbox.inode(), Netlink::open_in(sandbox)) {
+            (Ok(inode), Ok(nl)) => Some((inode, nl)),
+            _ => None,
+        };
+    }
+
+    /// The helper thread, if the engine keeps one: work that does not
+    /// depend on each other can run on it and on this thread at once.
+    pub fn helper(&self) -> Option<Helper> {
+        self.helper.clone()
+    }
+
+    pub(crate) fn set_helper(&mut self, helper: Helper) {
+        self.helper = Some(helper);
+    }
+
+    /// Lends out the firewall: a kernel holding only it, for work on this
+    /// thread while another one makes links with the rest
+    /// ([`Kernel::take_back`] afterwards).
+    pub fn lend_firewall(&mut self) -> Kernel {
+        Kernel {
+            host: None,
+            firewall: self.firewall.take(),
+            ahead: None,
+            helper: None,
+        }
+    }
+
+    /// Takes back what [`Kernel::lend_firewall`] lent, with what was
+    /// opened on it meanwhile.
+    pub fn take_back(&mut self, lent: Kernel) {
+        if lent.firewall.is_some() {
+            self.firewall = lent.firewall;
+        }
+        if lent.ahead.is_some() {
+            self.ahead = lent.ahead;
+        }
+        if self.host.is_none() {
+            self.host = lent.host;
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod firewall;
 pub mod gc;
 pub mod kernel;
 pub mod lab;
+pub mod overlap;
 pub mod sandbox;
 pub mod shaping;
 
@@ -55,6 +56,31 @@ impl Engine {
             store,
             state_dir: state_dir.to_path_buf(),
             kernel: kernel::Kernel::default(),
+        }
+    }
+
+    /// Gives the engine a helper thread, for an engine that serves many
+    /// commands: parts of a command that do not depend on each other then
+    /// run at once (see [`overlap`]). A command process has no use for it.
+    pub fn start_helper(&mut self) -> Result<(), EngineError> {
+        if self.kernel.helper().is_none() {
+            let helper = overlap::Helper::start().map_err(|e| {
+                EngineError::from(ModelError::Invalid {
+                    object: "netloom engine".into(),
+                    why: format!("cannot start its helper thread ({e})"),
+                    fix: "check the process's thread limit (ulimit -u)".into(),
+                })
+            })?;
+            self.kernel.set_helper(helper);
+        }
+        Ok(())
+    }
+
+    /// Tells the helper thread, if there is one, that a command is coming:
+    /// see [`overlap::Helper::get_ready`].
+    pub fn get_ready(&self) {
+        if let Some(h) = &self.kernel.helper {
+            h.get_ready();
         }
     }
 

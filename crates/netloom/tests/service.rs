@@ -7,7 +7,8 @@
 mod cni_support;
 mod support;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, Command, Output, Stdio};
 
@@ -194,6 +195,116 @@ fn served_connects_and_disconnects_do_the_work_and_answer_alike() {
     let out = in_world(&w, "auto", &["disconnect", "web", "b"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(!w.links_in_service(Some("b")).contains(&"eth0".to_string()));
+    w.assert_clean();
+}
+
+/// Runs `f` inside named namespace `ns` of the world (or the world's host).
+fn inside<T: Send>(w: &World, ns: Option<&str>, f: impl FnOnce() -> T + Send) -> T {
+    w.host.enter(|| match ns {
+        Some(n) => netloom_kernel::Netns::open_named(n)
+            .unwrap()
+            .run(f)
+            .unwrap(),
+        None => f(),
+    })
+}
+
+/// A TCP server in a sandbox answering every connection with `name`.
+fn serve_tcp(w: &World, ns: &str, port: u16, name: &'static str) {
+    let l = inside(w, Some(ns), || {
+        TcpListener::bind(("0.0.0.0", port)).unwrap()
+    });
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let _ = c.write_all(name.as_bytes());
+        }
+    });
+}
+
+/// What a TCP server at `to` answers a client in the world's host.
+fn ask_tcp(w: &World, to: &str) -> Option<String> {
+    let addr: SocketAddr = to.parse().unwrap();
+    let t = std::time::Duration::from_secs(2);
+    inside(w, None, || {
+        let mut c = TcpStream::connect_timeout(&addr, t).ok()?;
+        c.set_read_timeout(Some(t)).ok()?;
+        let mut s = String::new();
+        c.read_to_string(&mut s).ok()?;
+        Some(s)
+    })
+}
+
+/// The service makes an endpoint's links on its second thread while it
+/// records the endpoint. A connect the store refuses (a host port another
+/// endpoint publishes) takes away only the links it made, not the rule
+/// of the endpoint that holds the port; a connect the kernel refuses (an
+/// interface name the sandbox already uses outside netloom) takes its
+/// record and rules away too. Nothing is left either way.
+#[test]
+fn a_served_connect_refused_by_the_store_or_the_kernel_leaves_nothing() {
+    let Some(w) = World::new() else { return };
+    w.ok(&["network", "create", "web", "--subnet", "10.88.0.0/24"]);
+    for s in ["a", "b", "c"] {
+        w.ok(&["sandbox", "create", s]);
+    }
+    let mut serve = w.host.command(BIN);
+    serve.env("NETLOOM_STATE_DIR", STATE).arg("serve");
+    let _svc = Service::start(serve);
+    let out = in_world(
+        &w,
+        "require",
+        &["connect", "web", "a", "--publish", "8080:80"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    serve_tcp(&w, "a", 80, "a");
+    assert_eq!(ask_tcp(&w, "10.88.0.1:8080").as_deref(), Some("a"));
+    let links = w.links_in_service(None);
+
+    // The store refuses: the port is a's.
+    let out = in_world(
+        &w,
+        "require",
+        &["connect", "web", "b", "--publish", "8080:80"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .contains("host port 8080/tcp is already published by sandbox \"a\""),
+        "{}",
+        text(&out)
+    );
+    assert_eq!(ask_tcp(&w, "10.88.0.1:8080").as_deref(), Some("a"));
+    assert!(!w.links_once_reaped(Some("b")).contains(&"eth0".to_string()));
+    assert_eq!(w.links_once_reaped(None), links);
+    w.assert_clean();
+
+    // The kernel refuses: c has an eth0 that netloom did not make.
+    w.sh_ok("ip -n c link add eth0 type veth peer name peer0");
+    let out = in_world(
+        &w,
+        "require",
+        &["connect", "web", "c", "--publish", "9090:80"],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("eth0"),
+        "{}",
+        text(&out)
+    );
+    let eps = w.json(&["endpoint", "ls"]);
+    assert_eq!(eps.as_array().unwrap().len(), 1, "only a's: {eps}");
+    assert!(!w.sh("nft list ruleset | grep -q 9090").status.success());
+    assert_eq!(w.links_once_reaped(None), links);
+    assert!(w.links_in_service(Some("c")).contains(&"eth0".to_string()));
+    w.assert_clean();
+
+    // And it serves on: c under another name, b without the port.
+    let out = in_world(&w, "require", &["connect", "web", "c", "--ifname", "eth1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = in_world(&w, "require", &["connect", "web", "b"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(w.ping("b", "10.88.0.2"), "b -> a");
+    assert!(w.ping("c", "10.88.0.2"), "c -> a");
     w.assert_clean();
 }
 

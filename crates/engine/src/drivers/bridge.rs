@@ -26,9 +26,9 @@ use crate::EngineError;
 
 #[derive(Default)]
 pub struct BridgeDriver {
-    /// The endpoint whose published ports [`Driver::join`] put in with its
-    /// other firewall facts, so that `program_external_connectivity` has
-    /// nothing left to do for it.
+    /// The endpoint whose published ports [`Driver::prepare_join`] put in
+    /// with its other firewall facts, so that
+    /// `program_external_connectivity` has nothing left to do for it.
     published_on_join: Option<String>,
 }
 
@@ -193,25 +193,37 @@ fn bring_up(nl: &mut Netlink, link: u32, has_v6: bool) -> netloom_kernel::Result
     }
 }
 
-/// Addresses, loopback, routes inside the sandbox.
-fn configure_inside(
-    kernel: &mut Kernel,
-    network: &Network,
-    endpoint: &Endpoint,
-    sandbox: &Netns,
-    what: &str,
-) -> Result<(), EngineError> {
-    let has_v6 = endpoint
+fn has_v6(endpoint: &Endpoint) -> bool {
+    endpoint
         .leases
         .iter()
-        .any(|l| l.family == netloom_model::Family::V6);
-    let sysctls = if has_v6 {
+        .any(|l| l.family == netloom_model::Family::V6)
+}
+
+/// A socket inside the sandbox, with the endpoint's IPv6 sysctls written
+/// there on the same trip.
+fn open_inside(
+    kernel: &mut Kernel,
+    endpoint: &Endpoint,
+    sandbox: &Netns,
+) -> Result<Netlink, EngineError> {
+    let sysctls = if has_v6(endpoint) {
         ipv6_sysctls(&endpoint.ifname)
     } else {
         Vec::new()
     };
     let sysctls: Vec<(&str, &str)> = sysctls.iter().map(|(k, v)| (k.as_str(), *v)).collect();
-    let mut nl = kernel.inside_with_sysctls(sandbox, &sysctls)?;
+    kernel.inside_with_sysctls(sandbox, &sysctls)
+}
+
+/// Addresses, loopback, routes inside the sandbox, through `nl`.
+fn configure_inside(
+    nl: &mut Netlink,
+    network: &Network,
+    endpoint: &Endpoint,
+    what: &str,
+) -> Result<(), EngineError> {
+    let has_v6 = has_v6(endpoint);
     let err = |step: &str| kerr(format!("{what}: {step}"));
     let idx = nl
         .link_index(&endpoint.ifname)
@@ -342,6 +354,71 @@ impl Driver for BridgeDriver {
         Ok(())
     }
 
+    fn make_links(
+        &self,
+        kernel: &mut Kernel,
+        network: &Network,
+        endpoint: &Endpoint,
+        sandbox: &Netns,
+    ) -> Result<(), EngineError> {
+        let veth = veth_name(endpoint);
+        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let mac = MacAddr(parse_mac(&endpoint.mac)?);
+        let mtu = mtu(network)?;
+        // Down until it is a port (see `join`).
+        let mut outside = LinkSpec::new(&veth);
+        let mut inside = LinkSpec::new(&endpoint.ifname).netns(sandbox).mac(mac);
+        if let Some(m) = mtu {
+            outside = outside.mtu(m);
+            inside = inside.mtu(m);
+        }
+        kernel
+            .host()?
+            .create_veth(&outside, &inside)
+            .map_err(kerr(format!(
+                "{what}: create veth {veth} with peer {}",
+                endpoint.ifname
+            )))?;
+        Ok(())
+    }
+
+    fn unmake_links(
+        &self,
+        kernel: &mut Kernel,
+        network: &Network,
+        endpoint: &Endpoint,
+        sandbox: &Netns,
+    ) -> Result<(), EngineError> {
+        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        delete_link_in_background_if_present(kernel, &veth_name(endpoint), Some(sandbox), &what)?;
+        Ok(())
+    }
+
+    fn prepare_join(
+        &mut self,
+        kernel: &mut Kernel,
+        network: &Network,
+        endpoint: &Endpoint,
+        sandbox: &Netns,
+    ) -> Result<(), EngineError> {
+        // Its published ports go in with the rest, in one transaction
+        // (they only point at its address). Nothing passes before the
+        // port is up, at the end of `join`.
+        kernel.firewall()?.add_endpoint(
+            &network_firewall(network)?,
+            &endpoint_firewall(network, endpoint, true)?,
+        )?;
+        if !endpoint.ports.is_empty() {
+            self.published_on_join = Some(endpoint.id.clone());
+        }
+        // With IPv6 its sysctls are written from inside the sandbox, and
+        // the socket is opened on that trip (`open_inside`).
+        if !has_v6(endpoint) {
+            kernel.open_inside_ahead(sandbox);
+        }
+        Ok(())
+    }
+
     fn join(
         &mut self,
         kernel: &mut Kernel,
@@ -352,44 +429,33 @@ impl Driver for BridgeDriver {
         let br = bridge_name(network);
         let veth = veth_name(endpoint);
         let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
-        let mac = MacAddr(parse_mac(&endpoint.mac)?);
-        let mtu = mtu(network)?;
-        let master = kernel.host()?.link_index(&br).map_err(kerr(format!(
-            "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
-        )))?;
-        {
-            // Down until it is a port (see below).
-            let mut outside = LinkSpec::new(&veth);
-            let mut inside = LinkSpec::new(&endpoint.ifname).netns(sandbox).mac(mac);
-            if let Some(m) = mtu {
-                outside = outside.mtu(m);
-                inside = inside.mtu(m);
-            }
-            kernel
-                .host()?
-                .create_veth(&outside, &inside)
-                .map_err(kerr(format!(
-                    "{what}: create veth {veth} with peer {}",
-                    endpoint.ifname
-                )))?;
-        }
-        // A port needs no IPv6 of its own (the bridge routes), and with it
-        // on, each port coming up walks the host's IPv6 routing table, which
-        // grows by a route per port. Without it the port works the same.
-        if let Err(e) = netloom_kernel::disable_ipv6_here(&veth) {
-            tracing::debug!("{what}: {e}; {veth} keeps IPv6");
-        }
+        // The veth pair is made (`make_links`); a failure from here on
+        // takes it away again.
+        let master = kernel.host().and_then(|h| {
+            h.link_index(&br).map_err(kerr(format!(
+                "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
+            )))
+        });
         let rest = (|| -> Result<(), EngineError> {
-            configure_inside(kernel, network, endpoint, sandbox, &what)?;
-            // Its published ports go in with the rest, in one transaction
-            // (they only point at its address).
-            kernel.firewall()?.add_endpoint(
-                &network_firewall(network)?,
-                &endpoint_firewall(network, endpoint, true)?,
-            )?;
-            if !endpoint.ports.is_empty() {
-                self.published_on_join = Some(endpoint.id.clone());
-            }
+            let master = master?;
+            // A port needs no IPv6 of its own (the bridge routes), and with
+            // it on, each port coming up walks the host's IPv6 routing
+            // table, which grows by a route per port. Without it the port
+            // works the same. Switched off while the sandbox's end is set
+            // up, on the helper thread if there is one.
+            let no_ipv6 = || {
+                if let Err(e) = netloom_kernel::disable_ipv6_here(&veth) {
+                    tracing::debug!("{what}: {e}; {veth} keeps IPv6");
+                }
+            };
+            let helper = kernel.helper();
+            let mut inside = open_inside(kernel, endpoint, sandbox)?;
+            let mut configure = || configure_inside(&mut inside, network, endpoint, &what);
+            let ((), configured) = match helper {
+                Some(h) => h.both(no_ipv6, configure),
+                None => (no_ipv6(), configure()),
+            };
+            configured?;
             // The host end is only a port: no IPv6 of its own, so a
             // thousand of them do not each keep address and multicast
             // timers running in the host.

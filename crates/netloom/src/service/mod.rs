@@ -194,7 +194,17 @@ pub fn engine(state_dir: &Path) -> Result<EngineRef, EngineError> {
         .filter(|e| e.state_dir() == state_dir);
     match kept {
         Some(engine) => Ok(EngineRef(Some(engine))),
-        None => Ok(EngineRef(Some(Engine::open(state_dir)?))),
+        None => {
+            let mut engine = Engine::open(state_dir)?;
+            // A worker's engine serves many requests: it keeps a second
+            // thread for the parts of one that can run at once.
+            if WORKER.with(Cell::get) {
+                if let Err(e) = engine.start_helper() {
+                    tracing::debug!("{e}; requests run on one thread");
+                }
+            }
+            Ok(EngineRef(Some(engine)))
+        }
     }
 }
 
