@@ -67,7 +67,20 @@ impl Engine {
     ) -> Result<Endpoint, EngineError> {
         self.get_ready();
         let net = self.store.network(network)?;
-        let mut driver = self.driver_of(&net)?;
+        self.connect_to(&net, sandbox, opts)
+    }
+
+    /// [`Engine::connect`] to a network the caller has just read from the
+    /// store. Should it be gone meanwhile, recording the endpoint fails.
+    /// A caller with an engine that keeps a helper thread calls
+    /// [`Engine::get_ready`] first, as early as it can.
+    pub fn connect_to(
+        &mut self,
+        net: &Network,
+        sandbox: &str,
+        opts: &ConnectOptions,
+    ) -> Result<Endpoint, EngineError> {
+        let mut driver = self.driver_of(net)?;
         let sref = SandboxRef::parse(sandbox)?;
         let ns = sref.open()?;
         let inode = ns
@@ -102,7 +115,7 @@ impl Engine {
             container_id: opts.container_id.clone(),
             leases: Vec::new(),
         };
-        ep.host_ifname = driver.host_ifname(&net, &ep);
+        ep.host_ifname = driver.host_ifname(net, &ep);
 
         // Intent first: the store records the endpoint and allocates its
         // addresses, then the kernel is touched. An engine that keeps a
@@ -111,18 +124,18 @@ impl Engine {
         // prepares the rest (its firewall facts): a crash between the two
         // leaves links with netloom names and no record, which `gc`
         // removes as it removes any such leftover.
-        let maker = self.driver_of(&net)?;
+        let maker = self.driver_of(net)?;
         let helper = self.kernel.helper();
         let mut lent = self.kernel.lend_firewall();
         let mut recorded = ep.clone();
         let (kernel, store) = (&mut self.kernel, &mut self.store);
-        let mut links = || maker.make_links(kernel, &net, &ep, &ns);
+        let mut links = || maker.make_links(kernel, net, &ep, &ns);
         let mut prepare = || {
             recorded.leases = match store.add_endpoint(&recorded, &opts.ips) {
                 Ok(leases) => leases,
                 Err(e) => return Prepared::NotRecorded(e.into()),
             };
-            match driver.prepare_join(&mut lent, &net, &recorded, &ns) {
+            match driver.prepare_join(&mut lent, net, &recorded, &ns) {
                 Ok(()) => Prepared::Done,
                 Err(e) => Prepared::Recorded(e),
             }
@@ -143,14 +156,14 @@ impl Engine {
             // links are undone: the rules may be another endpoint's.
             (Prepared::NotRecorded(e), made) => {
                 if made.is_ok() {
-                    if let Err(undo) = maker.unmake_links(&mut self.kernel, &net, &ep, &ns) {
+                    if let Err(undo) = maker.unmake_links(&mut self.kernel, net, &ep, &ns) {
                         tracing::warn!("{undo}; `netloom gc` removes what is left");
                     }
                 }
                 return Err(e);
             }
             (Prepared::Recorded(e), _) | (Prepared::Done, Err(e)) => {
-                let _ = driver.leave(&mut self.kernel, &net, &ep, Some(&ns));
+                let _ = driver.leave(&mut self.kernel, net, &ep, Some(&ns));
                 self.forget_endpoint(&ep);
                 return Err(e);
             }
@@ -158,14 +171,14 @@ impl Engine {
 
         let kernel = &mut self.kernel;
         let made = (|| {
-            driver.create_endpoint(kernel, &net, &ep)?;
-            driver.join(kernel, &net, &ep, &ns)?;
-            driver.program_external_connectivity(kernel, &net, &ep)
+            driver.create_endpoint(kernel, net, &ep)?;
+            driver.join(kernel, net, &ep, &ns)?;
+            driver.program_external_connectivity(kernel, net, &ep)
         })();
         if let Err(e) = made {
-            let _ = driver.revoke_external_connectivity(kernel, &net, &ep);
-            let _ = driver.leave(kernel, &net, &ep, Some(&ns));
-            let _ = driver.delete_endpoint(kernel, &net, &ep);
+            let _ = driver.revoke_external_connectivity(kernel, net, &ep);
+            let _ = driver.leave(kernel, net, &ep, Some(&ns));
+            let _ = driver.delete_endpoint(kernel, net, &ep);
             self.forget_endpoint(&ep);
             return Err(e);
         }

@@ -119,6 +119,8 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
     let rt = Runtime::parse(conf, env)?;
     let state = conf.state_dir()?;
     let mut engine = network::open_engine(&state)?;
+    // A connect follows (unless refused below).
+    engine.get_ready();
     let net = network::ensure(&mut engine, &state, &spec)?;
     if let Some(old) = attachment(&mut engine, &net.name, cid, ifname)?.first() {
         return Err(CniError::config(format!(
@@ -138,7 +140,7 @@ pub fn add(env: &Env, conf: &NetConf) -> Result<Value, CniError> {
             ports: rt.ports.clone(),
             container_id: Some(cid.to_string()),
         };
-        engine.connect(&net.name, netns, &opts)?
+        engine.connect_to(&net, netns, &opts)?
     };
     let routes = routes_of(&spec, &net, &ep);
     let extra: Vec<RouteSpec> = routes
