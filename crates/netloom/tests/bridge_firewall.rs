@@ -2,12 +2,10 @@
 //! isolation, internal networks and anti-spoofing, shown by traffic.
 
 mod support;
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use netloom_kernel::Netns;
-use support::World;
+use support::{ask_tcp, inside, serve_tcp, World};
 
 const T: Duration = Duration::from_secs(2);
 
@@ -27,26 +25,6 @@ fn with_outside(w: &World) {
     );
 }
 
-/// Runs `f` inside named namespace `ns` of the world (or the world's host).
-fn inside<T: Send>(w: &World, ns: Option<&str>, f: impl FnOnce() -> T + Send) -> T {
-    w.host.enter(|| match ns {
-        Some(n) => Netns::open_named(n).unwrap().run(f).unwrap(),
-        None => f(),
-    })
-}
-
-/// A TCP server in a sandbox answering every connection with `name` and
-/// the address it saw the client come from.
-fn serve_tcp(w: &World, ns: &str, port: u16, name: &'static str) {
-    let l = inside(w, Some(ns), || TcpListener::bind(("::", port)).unwrap());
-    std::thread::spawn(move || {
-        for mut c in l.incoming().flatten() {
-            let peer = c.peer_addr().unwrap().ip().to_canonical();
-            let _ = write!(c, "{name} {peer}");
-        }
-    });
-}
-
 fn serve_udp(w: &World, ns: &str, port: u16, name: &'static str) {
     let s = inside(w, Some(ns), || UdpSocket::bind(("::", port)).unwrap());
     std::thread::spawn(move || {
@@ -55,17 +33,6 @@ fn serve_udp(w: &World, ns: &str, port: u16, name: &'static str) {
             let _ = s.send_to(name.as_bytes(), from);
         }
     });
-}
-
-fn ask_tcp(w: &World, from: Option<&str>, to: &str) -> Option<String> {
-    let addr: SocketAddr = to.parse().unwrap();
-    inside(w, from, || {
-        let mut c = TcpStream::connect_timeout(&addr, T).ok()?;
-        c.set_read_timeout(Some(T)).ok()?;
-        let mut s = String::new();
-        c.read_to_string(&mut s).ok()?;
-        Some(s)
-    })
 }
 
 fn ask_udp(w: &World, from: Option<&str>, to: &str) -> Option<String> {

@@ -362,7 +362,7 @@ impl Driver for BridgeDriver {
         sandbox: &Netns,
     ) -> Result<(), EngineError> {
         let veth = veth_name(endpoint);
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         let mac = MacAddr(parse_mac(&endpoint.mac)?);
         let mtu = mtu(network)?;
         // Down until it is a port (see `join`).
@@ -389,7 +389,7 @@ impl Driver for BridgeDriver {
         endpoint: &Endpoint,
         sandbox: &Netns,
     ) -> Result<(), EngineError> {
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         delete_link_in_background_if_present(kernel, &veth_name(endpoint), Some(sandbox), &what)?;
         Ok(())
     }
@@ -428,7 +428,7 @@ impl Driver for BridgeDriver {
     ) -> Result<(), EngineError> {
         let br = bridge_name(network);
         let veth = veth_name(endpoint);
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         // The veth pair is made (`make_links`); a failure from here on
         // takes it away again.
         let master = kernel.host().and_then(|h| {
@@ -488,7 +488,7 @@ impl Driver for BridgeDriver {
         endpoint: &Endpoint,
         sandbox: Option<&Netns>,
     ) -> Result<(), EngineError> {
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         // The veth goes even if the rules could not.
         let rules = kernel.firewall().and_then(|fw| {
             Ok(fw.remove_endpoint(

@@ -84,7 +84,7 @@ impl Driver for HostDriver {
         match endpoint.ports.first() {
             None => Ok(()),
             Some(port) => Err(ModelError::Invalid {
-                object: format!("network {:?}: sandbox {}", network.name, endpoint.sandbox),
+                object: super::endpoint_what(network, endpoint),
                 why: format!("a host network uses the host's own ports; there is nothing to publish (--publish {port})"),
                 fix: "connect without --publish".into(),
             }

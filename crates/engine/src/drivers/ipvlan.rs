@@ -91,7 +91,7 @@ impl Driver for IpvlanDriver {
         endpoint: &Endpoint,
         sandbox: &Netns,
     ) -> Result<(), EngineError> {
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         let parent = parent_option("ipvlan", network)?;
         let parent_idx = parent_index(kernel, "ipvlan", network)?;
         let mode = ipvlan_mode(network)?;

@@ -166,7 +166,7 @@ pub(crate) fn refuse_ports(
     match endpoint.ports.first() {
         None => Ok(()),
         Some(port) => Err(ModelError::Invalid {
-            object: format!("network {:?}: sandbox {}", network.name, endpoint.sandbox),
+            object: super::endpoint_what(network, endpoint),
             why: format!("{driver} endpoints sit on the parent's network itself, each reached at its own address; there is no host port to publish (--publish {port})"),
             fix: "connect without --publish and use the endpoint's address".into(),
         }
@@ -356,7 +356,7 @@ impl Driver for MacvlanDriver {
         endpoint: &Endpoint,
         sandbox: &Netns,
     ) -> Result<(), EngineError> {
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         let parent = parent_option("macvlan", network)?;
         let parent_idx = parent_index(kernel, "macvlan", network)?;
         let mode = macvlan_mode(network)?;

@@ -27,6 +27,14 @@ pub fn by_name(name: &str) -> Option<Box<dyn Driver>> {
 
 /// Deletes a host-side link, treating "already gone" as done; whether it
 /// was there.
+/// How errors about an endpoint name it: its network and its sandbox.
+pub(crate) fn endpoint_what(
+    network: &netloom_model::Network,
+    endpoint: &netloom_model::Endpoint,
+) -> String {
+    format!("network {:?}: sandbox {}", network.name, endpoint.sandbox)
+}
+
 pub(crate) fn delete_link_if_present(
     kernel: &mut crate::kernel::Kernel,
     name: &str,

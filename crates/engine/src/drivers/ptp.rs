@@ -282,7 +282,7 @@ impl Driver for PtpDriver {
         // what the driver cannot do is refused, before anything is made.
         if let Some(port) = endpoint.ports.first() {
             return Err(netloom_model::ModelError::Invalid {
-                object: format!("network {:?}: sandbox {}", network.name, endpoint.sandbox),
+                object: super::endpoint_what(network, endpoint),
                 why: format!("the ptp driver does not publish ports (--publish {port}); publishing is the bridge driver's"),
                 fix: "reach the endpoint at its own address (the host routes to it), or connect to a bridge network to publish".into(),
             }
@@ -299,7 +299,7 @@ impl Driver for PtpDriver {
         sandbox: &Netns,
     ) -> Result<(), EngineError> {
         let veth = veth_name(endpoint);
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         let hops = hops(network, endpoint)?;
         let mac = MacAddr(parse_mac(&endpoint.mac)?);
         let mtu = mtu(network)?;
@@ -350,7 +350,7 @@ impl Driver for PtpDriver {
         endpoint: &Endpoint,
         _sandbox: Option<&Netns>,
     ) -> Result<(), EngineError> {
-        let what = format!("network {:?}: sandbox {}", network.name, endpoint.sandbox);
+        let what = super::endpoint_what(network, endpoint);
         super::delete_link_if_present(kernel, &veth_name(endpoint), &what)?;
         Ok(())
     }

@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 use netloom_testhost::Host;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Output;
+use std::time::Duration;
 
 pub struct World {
     pub host: Host,
@@ -198,4 +201,40 @@ impl World {
     pub fn assert_clean(&self) {
         assert_eq!(self.ok(&["check"]), "clean\n");
     }
+}
+
+/// Runs `f` inside named namespace `ns` of the world (or the world's host).
+pub fn inside<T: Send>(w: &World, ns: Option<&str>, f: impl FnOnce() -> T + Send) -> T {
+    w.host.enter(|| match ns {
+        Some(n) => netloom_kernel::Netns::open_named(n)
+            .unwrap()
+            .run(f)
+            .unwrap(),
+        None => f(),
+    })
+}
+
+/// A TCP server in a sandbox answering every connection with `name` and
+/// the address it saw the client come from.
+pub fn serve_tcp(w: &World, ns: &str, port: u16, name: &'static str) {
+    let l = inside(w, Some(ns), || TcpListener::bind(("::", port)).unwrap());
+    std::thread::spawn(move || {
+        for mut c in l.incoming().flatten() {
+            let peer = c.peer_addr().unwrap().ip().to_canonical();
+            let _ = write!(c, "{name} {peer}");
+        }
+    });
+}
+
+/// What a TCP server at `to` answers a client in sandbox `from` (or the
+/// world's host); None when it cannot be reached within 2 s.
+pub fn ask_tcp(w: &World, from: Option<&str>, to: &str) -> Option<String> {
+    let addr: SocketAddr = to.parse().unwrap();
+    inside(w, from, || {
+        let mut c = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+        c.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+        let mut s = String::new();
+        c.read_to_string(&mut s).ok()?;
+        Some(s)
+    })
 }
