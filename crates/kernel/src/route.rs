@@ -216,6 +216,20 @@ impl Netlink {
         )
     }
 
+    /// [`Netlink::add_route`], where a route already there for the same
+    /// destination and metric (`EEXIST`) counts as done and is left as it
+    /// is; inside [`Netlink::batch`] too.
+    pub fn add_route_unless_one_exists(&mut self, route: &Route) -> Result<()> {
+        self.exists_is_done = self.batched.is_some();
+        match self.add_route(route) {
+            Err(e) if e.is_already_exists() => Ok(()),
+            done => {
+                self.exists_is_done = false;
+                done
+            }
+        }
+    }
+
     /// Deletes a route; destination, gateway, link and metric are matched
     /// when given.
     pub fn delete_route(&mut self, route: &Route) -> Result<()> {

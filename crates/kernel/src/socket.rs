@@ -52,9 +52,21 @@ pub struct Netlink {
     tx: Vec<u8>,
     rx: Vec<u8>,
     netns: String,
-    /// While [`Netlink::batch`] collects requests: the sequence number
-    /// and description of each request written into `tx`.
-    batched: Option<Vec<(u32, String)>>,
+    /// While [`Netlink::batch`] collects requests: each request written
+    /// into `tx`.
+    pub(crate) batched: Option<Vec<Batched>>,
+    /// Whether the next request may find its object already there
+    /// ([`Netlink::add_route_unless_one_exists`]).
+    pub(crate) exists_is_done: bool,
+}
+
+/// A request in a batch: its sequence number, its description, and
+/// whether `EEXIST` counts as done.
+#[derive(Debug)]
+pub(crate) struct Batched {
+    seq: u32,
+    action: String,
+    exists_is_done: bool,
 }
 
 /// Serialises `msg` with its netlink header onto the end of `buf`.
@@ -123,6 +135,7 @@ impl Netlink {
             rx: Vec::with_capacity(RX_LEN),
             netns,
             batched: None,
+            exists_is_done: false,
         })
     }
 
@@ -182,7 +195,7 @@ impl Netlink {
         if requests.is_empty() {
             return Ok(value);
         }
-        let what = requests[0].1.clone();
+        let what = requests[0].action.clone();
         self.send_tx(&|| what.clone())?;
         self.collect_acks(&requests)?;
         Ok(value)
@@ -220,11 +233,11 @@ impl Netlink {
 
     /// Reads the acknowledgements of `requests` (sent in one message);
     /// the first failure in request order.
-    fn collect_acks(&mut self, requests: &[(u32, String)]) -> Result<()> {
+    fn collect_acks(&mut self, requests: &[Batched]) -> Result<()> {
         let mut codes: Vec<Option<(i32, Option<String>)>> = vec![None; requests.len()];
         let mut left = requests.len();
-        let first = requests[0].0;
-        let what = || requests[0].1.clone();
+        let first = requests[0].seq;
+        let what = || requests[0].action.clone();
         while left > 0 {
             let n = self.recv_datagram(&what)?;
             for reply in messages(&self.rx[..n]) {
@@ -244,10 +257,10 @@ impl Netlink {
                 left -= 1;
             }
         }
-        for ((_, action), code) in requests.iter().zip(codes) {
+        for (request, code) in requests.iter().zip(codes) {
             if let Some((code, detail)) = code {
-                if code != 0 {
-                    return Err(Error::os(action.clone(), -code, detail));
+                if code != 0 && !(request.exists_is_done && -code == libc::EEXIST) {
+                    return Err(Error::os(request.action.clone(), -code, detail));
                 }
             }
         }
@@ -266,7 +279,11 @@ impl Netlink {
             self.seq = self.seq.wrapping_add(1).max(1);
             let flags = NLM_F_REQUEST | NLM_F_ACK | extra_flags;
             write_request(&mut self.tx, msg, flags, self.seq);
-            requests.push((self.seq, action()));
+            requests.push(Batched {
+                seq: self.seq,
+                action: action(),
+                exists_is_done: std::mem::take(&mut self.exists_is_done),
+            });
             return Ok(());
         }
         self.exchange(

@@ -512,6 +512,44 @@ fn batched_requests_are_carried_out_in_order_and_report_the_first_failure() {
     assert_eq!(v4(&mut nl), ["10.91.0.1/24", "10.92.0.1/24"]);
     assert!(!is_up(&mut nl, "brb"));
 
+    // A route already there: an error for `add_route`, done for
+    // `add_route_unless_one_exists`, in a batch as alone; the request
+    // marked so is the only one that may find its object there.
+    nl.set_up(br, true).unwrap();
+    let default = netloom_kernel::Route::default_via("10.91.0.254".parse().unwrap()).dev(br);
+    nl.batch(|nl| nl.add_route_unless_one_exists(&default))
+        .unwrap();
+    nl.add_route_unless_one_exists(&default).unwrap();
+    nl.batch(|nl| {
+        nl.add_route_unless_one_exists(&default)?;
+        nl.add_route_unless_one_exists(&default)
+    })
+    .unwrap();
+    let err = nl
+        .batch(|nl| {
+            nl.add_route_unless_one_exists(&default)?;
+            nl.add_route(&default)
+        })
+        .unwrap_err();
+    assert!(err.is_already_exists(), "{err}");
+    assert!(nl.add_route(&default).unwrap_err().is_already_exists());
+    let err = nl
+        .batch(|nl| {
+            nl.add_route_unless_one_exists(&default)?;
+            nl.add_address(br, p("10.91.0.1/24"), AddressOptions::default())
+        })
+        .unwrap_err();
+    assert!(
+        err.to_string().starts_with("add address 10.91.0.1/24"),
+        "{err}"
+    );
+    let defaults = nl.list_routes(Family::Ipv4).unwrap();
+    assert_eq!(
+        defaults.iter().filter(|r| r.dst.prefix_len() == 0).count(),
+        1,
+        "{defaults:?}"
+    );
+
     // Batches do not nest; the socket works as before afterwards.
     let err = nl.batch(|nl| nl.batch(|_| Ok(()))).unwrap_err();
     assert!(err.to_string().contains("already"), "{err}");

@@ -233,9 +233,16 @@ fn configure_inside(
         let (ip, len) = lease_prefix(&lease.address)?;
         prefixes.push(IpPrefix::new(ip, len).expect("lease prefixes are valid"));
     }
+    let gateways: Vec<IpAddr> = if network.internal || !bridge_is_gateway(network)? {
+        Vec::new()
+    } else {
+        endpoint.leases.iter().filter_map(|l| l.gateway).collect()
+    };
     // Loopback up (see `Endpoint::brings_loopback_up`), the addresses,
-    // the interface up: one send (see
-    // `Netlink::batch`); the error names the step that failed.
+    // the interface up, the default routes: one send (see
+    // `Netlink::batch`); the error names the step that failed. Where
+    // another interface already is the sandbox's way out for a family,
+    // the first one stays.
     nl.batch(|nl| {
         if endpoint.brings_loopback_up() {
             nl.set_up("lo", true)?;
@@ -243,22 +250,16 @@ fn configure_inside(
         for p in &prefixes {
             nl.add_address(idx, *p, AddressOptions::nodad())?;
         }
-        bring_up(nl, idx, has_v6)
-    })
-    .map_err(err(&format!("set up {} and loopback", endpoint.ifname)))?;
-    if network.internal || !bridge_is_gateway(network)? {
-        return Ok(());
-    }
-    for gw in endpoint.leases.iter().filter_map(|l| l.gateway) {
-        match nl.add_route(&Route::default_via(gw).dev(idx)) {
-            Ok(()) => {}
-            // Another interface already is the sandbox's way out for this
-            // family; the first one stays.
-            Err(e) if e.is_already_exists() => {}
-            Err(e) => return Err(err(&format!("add default route via {gw}"))(e)),
+        bring_up(nl, idx, has_v6)?;
+        for gw in &gateways {
+            nl.add_route_unless_one_exists(&Route::default_via(*gw).dev(idx))?;
         }
-    }
-    Ok(())
+        Ok(())
+    })
+    .map_err(err(&format!(
+        "set up {}, loopback and default routes",
+        endpoint.ifname
+    )))
 }
 
 impl Driver for BridgeDriver {
