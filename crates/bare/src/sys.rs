@@ -145,32 +145,30 @@ pub(crate) fn send(fd: usize, mut a: Bytes, mut b: Bytes) -> bool {
 
 /// Reads exactly `len` bytes; the errno (0 for end of file) otherwise.
 pub(crate) fn read_exact(fd: usize, to: *mut u8, len: usize) -> Result<(), isize> {
-    let mut got = 0;
-    while got < len {
-        // SAFETY: into the `len` bytes at `to`.
-        let n = unsafe { sys(SYS_READ, fd, to as usize + got, len - got) };
+    transfer(SYS_READ, fd, to as usize, len)
+}
+
+/// Writes `len` bytes, as far as the descriptor takes them.
+pub(crate) fn write_all(fd: usize, from: *const u8, len: usize) {
+    let _ = transfer(SYS_WRITE, fd, from as usize, len);
+}
+
+/// Moves exactly `len` bytes at `at` with system call `nr` (`read` or
+/// `write`), again after a signal and after a short count; the errno (0
+/// when nothing more moves) otherwise.
+fn transfer(nr: usize, fd: usize, at: usize, len: usize) -> Result<(), isize> {
+    let mut done = 0;
+    while done < len {
+        // SAFETY: within the `len` bytes at `at`, which the caller gives
+        // readable or writable as `nr` needs.
+        let n = unsafe { sys(nr, fd, at + done, len - done) };
         if n == -EINTR {
             continue;
         }
         if n <= 0 {
             return Err(-n);
         }
-        got += n as usize;
-    }
-    Ok(())
-}
-
-pub(crate) fn write_all(fd: usize, from: *const u8, len: usize) {
-    let mut done = 0;
-    while done < len {
-        // SAFETY: from the `len` bytes at `from`.
-        let n = unsafe { sys(SYS_WRITE, fd, from as usize + done, len - done) };
-        if n == -EINTR {
-            continue;
-        }
-        if n <= 0 {
-            return;
-        }
         done += n as usize;
     }
+    Ok(())
 }
