@@ -79,10 +79,6 @@ impl Kernel {
         self.helper.clone()
     }
 
-    pub(crate) fn set_helper(&mut self, helper: Helper) {
-        self.helper = Some(helper);
-    }
-
     /// Lends out the firewall: a kernel holding only it, for work on this
     /// thread while another one makes links with the rest
     /// ([`Kernel::take_back`] afterwards).

@@ -63,7 +63,7 @@ impl Engine {
     /// commands: parts of a command that do not depend on each other then
     /// run at once (see [`overlap`]). A command process has no use for it.
     pub fn start_helper(&mut self) -> Result<(), EngineError> {
-        if self.kernel.helper().is_none() {
+        if self.kernel.helper.is_none() {
             let helper = overlap::Helper::start().map_err(|e| {
                 EngineError::from(ModelError::Invalid {
                     object: "netloom engine".into(),
@@ -71,7 +71,7 @@ impl Engine {
                     fix: "check the process's thread limit (ulimit -u)".into(),
                 })
             })?;
-            self.kernel.set_helper(helper);
+            self.kernel.helper = Some(helper);
         }
         Ok(())
     }

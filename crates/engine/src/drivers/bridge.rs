@@ -432,13 +432,10 @@ impl Driver for BridgeDriver {
         let what = super::endpoint_what(network, endpoint);
         // The veth pair is made (`make_links`); a failure from here on
         // takes it away again.
-        let master = kernel.host().and_then(|h| {
-            h.link_index(&br).map_err(kerr(format!(
-                "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
-            )))
-        });
         let rest = (|| -> Result<(), EngineError> {
-            let master = master?;
+            let master = kernel.host()?.link_index(&br).map_err(kerr(format!(
+                "{what}: find bridge {br} (is the network's bridge gone? `netloom check` tells)"
+            )))?;
             // A port needs no IPv6 of its own (the bridge routes), and with
             // it on, each port coming up walks the host's IPv6 routing
             // table, which grows by a route per port. Without it the port
